@@ -1,0 +1,1 @@
+//! TODO(chart): being written.

@@ -1,0 +1,898 @@
+//! The configuration: one TOML file (PRODUCT.md "Configuration") read once into an
+//! immutable [`Config`].
+//!
+//! Unknown keys are errors, and every error names the file, the line and the key, so an
+//! admin can fix it without reading code. Secrets come inline, from an environment variable
+//! (`*_env`) or from a file (`*_file`); they are resolved here and never printed: [`Secret`]
+//! has no `Display` and its `Debug` is redacted. Relative paths are relative to the working
+//! directory, as on any command line; the systemd unit sets that directory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::domain::{Id, PeriodKind};
+use crate::locale::Language;
+
+/// The config used when `--config` is not given and `config/salespulse.toml` does not exist:
+/// the demo portal with mail into `outbox/`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/salespulse.toml");
+
+/// The name an embedded config is reported under in errors.
+pub const EMBEDDED_NAME: &str = "<embedded config/salespulse.toml>";
+
+/// KPI keys of KPI.md that targets may name.
+pub const KPI_KEYS: [&str; 16] = [
+    "deals_won",
+    "revenue",
+    "avg_deal_value",
+    "deals_lost",
+    "win_rate",
+    "leads_total",
+    "leads_converted",
+    "lead_conversion",
+    "cycle_days_median",
+    "cycle_days_mean",
+    "emails_sent",
+    "calls_made",
+    "csat",
+    "csat_responses",
+    "repeat_share",
+    "open_pipeline_value",
+];
+
+/// A config that could not be read. The message names file, line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read config {path} ({source})")]
+    Io { path: String, source: std::io::Error },
+    #[error("failed to read config {file}:{line}:{column} (key `{key}`: {message})")]
+    Invalid { file: String, line: usize, column: usize, key: String, message: String },
+}
+
+/// A secret value: printable only on purpose, through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that must send it (an HTTP request, SMTP AUTH).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it was read from (or [`EMBEDDED_NAME`]).
+    pub source_name: String,
+    pub timezone: Tz,
+    pub language: Language,
+    pub state_dir: PathBuf,
+    pub crm: CrmConfig,
+    pub mail: MailConfig,
+    pub report: ReportConfig,
+    pub daemon: DaemonConfig,
+    pub jobs: Vec<JobConfig>,
+    pub targets: Targets,
+}
+
+/// Where CRM data comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CrmSourceKind {
+    /// A real portal through an incoming webhook.
+    Bitrix24 { webhook_url: Secret },
+    /// The built-in demo portal, served by the Bitrix24 emulator on loopback.
+    Demo,
+}
+
+/// `[crm]`.
+#[derive(Clone, Debug)]
+pub struct CrmConfig {
+    pub source: CrmSourceKind,
+    /// Sales departments (`UF_DEPARTMENT`).
+    pub departments: Vec<Id>,
+    /// Managers named one by one, in addition to the departments.
+    pub managers: Vec<Id>,
+    pub include_subdepartments: bool,
+    /// A numeric `UF_CRM_*` deal field holding customer satisfaction.
+    pub satisfaction_field: Option<String>,
+    /// Values outside `[min, max]` are no value.
+    pub satisfaction_scale: (f64, f64),
+    /// Overrides the portal's base currency.
+    pub base_currency: Option<String>,
+    pub stuck_after_days: f64,
+    /// The client's leaky bucket: requests per second it drains (Bitrix24: 2, Enterprise 5).
+    pub rate_limit_per_sec: f64,
+    /// The bucket's size (Bitrix24: 50, Enterprise 250).
+    pub rate_limit_burst: u32,
+    /// Per-request timeout.
+    pub timeout_secs: u64,
+}
+
+/// How mail leaves.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MailTransportKind {
+    Smtp { host: String, port: u16, tls: TlsMode, username: Option<String>, password: Option<Secret> },
+    /// Writes each message as an `.eml` file into the directory.
+    Outbox { dir: PathBuf },
+}
+
+/// `tls` of `[mail]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// Implicit TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: loopback relays only.
+    None,
+}
+
+/// `[mail]`.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    pub transport: MailTransportKind,
+    /// `From:`, e.g. `Отчёты продаж <reports@example.ru>`.
+    pub from: String,
+    /// Who hears about failures.
+    pub admin_to: Vec<String>,
+    /// An attachment larger than this after base64 is left out and the admin is told.
+    pub max_attachment_bytes: u64,
+    pub timeout_secs: u64,
+}
+
+/// `[report]`: presentation choices.
+#[derive(Clone, Debug)]
+pub struct ReportConfig {
+    /// Show each manager their rank in the team (some teams don't want ranks).
+    pub show_ranks: bool,
+    /// The KPI the department report sorts managers by (descending).
+    pub sort_managers_by: String,
+    /// How many periods the trend charts show.
+    pub trend_periods: usize,
+    /// How many stuck deals a scorecard lists at most.
+    pub max_stuck_deals: usize,
+}
+
+/// `[daemon]`.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// A slot missed while the daemon was down runs at start-up unless older than this.
+    pub catch_up_hours: u64,
+    /// Attempts for a transient failure before a row is marked failed.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt up to `retry_max_secs`.
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+/// The kind of report a job renders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportKind {
+    /// One PDF per manager, to that manager.
+    Manager,
+    /// One PDF for the department, to `recipients`.
+    Department,
+}
+
+impl ReportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportKind::Manager => "manager",
+            ReportKind::Department => "department",
+        }
+    }
+}
+
+/// Which complete period a scheduled run reports on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeriodRule {
+    PreviousWeek,
+    PreviousMonth,
+}
+
+impl PeriodRule {
+    pub fn kind(self) -> PeriodKind {
+        match self {
+            PeriodRule::PreviousWeek => PeriodKind::Week,
+            PeriodRule::PreviousMonth => PeriodKind::Month,
+        }
+    }
+}
+
+/// `[[job]]`.
+#[derive(Clone, Debug)]
+pub struct JobConfig {
+    pub name: String,
+    pub report: ReportKind,
+    /// The 5-field crontab line as written.
+    pub schedule: String,
+    /// The parsed line (minute granularity).
+    pub cron: croner::Cron,
+    pub period: PeriodRule,
+    /// Department report: who gets it. Manager report: extra copies of every scorecard
+    /// (each recipient sees all managers' scorecards), usually empty.
+    pub recipients: Vec<String>,
+    /// A Typst template file instead of the built-in one.
+    pub template: Option<PathBuf>,
+    /// A minijinja template for the subject instead of the built-in one.
+    pub subject: Option<String>,
+}
+
+/// KPI key to target value.
+pub type TargetSet = BTreeMap<String, f64>;
+
+/// Targets for weeks and months.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeriodTargets {
+    pub week: TargetSet,
+    pub month: TargetSet,
+}
+
+impl PeriodTargets {
+    pub fn for_kind(&self, kind: PeriodKind) -> Option<&TargetSet> {
+        match kind {
+            PeriodKind::Week => Some(&self.week),
+            PeriodKind::Month => Some(&self.month),
+            PeriodKind::Custom => None,
+        }
+    }
+}
+
+/// `[targets]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Targets {
+    pub default: PeriodTargets,
+    pub managers: BTreeMap<Id, PeriodTargets>,
+    pub department: PeriodTargets,
+}
+
+impl Targets {
+    /// A manager's target for a KPI: their own, else the default, else none (KPI.md).
+    pub fn manager(&self, manager: Id, kind: PeriodKind, kpi: &str) -> Option<f64> {
+        let own = self.managers.get(&manager).and_then(|t| t.for_kind(kind)).and_then(|s| s.get(kpi));
+        own.or_else(|| self.default.for_kind(kind).and_then(|s| s.get(kpi))).copied()
+    }
+
+    /// The department's own target for a KPI, if the config gives one.
+    pub fn department(&self, kind: PeriodKind, kpi: &str) -> Option<f64> {
+        self.department.for_kind(kind).and_then(|s| s.get(kpi)).copied()
+    }
+}
+
+impl Config {
+    /// Reads the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default (demo portal, outbox mail).
+    pub fn embedded() -> Config {
+        Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME).expect("the embedded config is tested to parse")
+    }
+
+    /// Parses config text; `name` is used in error messages.
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let ctx = Ctx { text, name };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.from_toml(&e))?;
+        ctx.validate(raw)
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobConfig> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+// ---- the TOML as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    timezone: Option<Spanned<String>>,
+    language: Option<Spanned<String>>,
+    state_dir: Option<String>,
+    crm: Spanned<RawCrm>,
+    mail: Spanned<RawMail>,
+    #[serde(default)]
+    report: RawReport,
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    job: Vec<Spanned<RawJob>>,
+    #[serde(default)]
+    targets: RawTargets,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrm {
+    source: Spanned<String>,
+    webhook_url: Option<String>,
+    webhook_url_env: Option<Spanned<String>>,
+    webhook_url_file: Option<Spanned<String>>,
+    #[serde(default)]
+    departments: Vec<Id>,
+    #[serde(default)]
+    managers: Vec<Id>,
+    include_subdepartments: Option<bool>,
+    satisfaction_field: Option<String>,
+    satisfaction_scale: Option<Spanned<[f64; 2]>>,
+    base_currency: Option<String>,
+    stuck_after_days: Option<f64>,
+    rate_limit_per_sec: Option<f64>,
+    rate_limit_burst: Option<u32>,
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    transport: Spanned<String>,
+    host: Option<Spanned<String>>,
+    port: Option<u16>,
+    tls: Option<Spanned<String>>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    from: Spanned<String>,
+    #[serde(default)]
+    admin_to: Vec<String>,
+    outbox_dir: Option<String>,
+    max_attachment_bytes: Option<u64>,
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    show_ranks: Option<bool>,
+    sort_managers_by: Option<Spanned<String>>,
+    trend_periods: Option<usize>,
+    max_stuck_deals: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    catch_up_hours: Option<u64>,
+    max_attempts: Option<u32>,
+    retry_initial_secs: Option<u64>,
+    retry_max_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Spanned<String>,
+    report: Spanned<String>,
+    schedule: Spanned<String>,
+    period: Spanned<String>,
+    #[serde(default)]
+    recipients: Vec<String>,
+    template: Option<String>,
+    subject: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTargets {
+    #[serde(default)]
+    default: RawPeriodTargets,
+    #[serde(default)]
+    managers: BTreeMap<Spanned<String>, RawPeriodTargets>,
+    #[serde(default)]
+    department: RawPeriodTargets,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPeriodTargets {
+    #[serde(default)]
+    week: BTreeMap<Spanned<String>, f64>,
+    #[serde(default)]
+    month: BTreeMap<Spanned<String>, f64>,
+}
+
+/// The text being validated, for turning spans into lines.
+struct Ctx<'a> {
+    text: &'a str,
+    name: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Invalid {
+            file: self.name.to_owned(),
+            line,
+            column,
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_owned();
+        // The key is the text under the span when it looks like one (unknown field, wrong
+        // type of a value: toml points at the key or the value).
+        let key = key_at(self.text, span.start).unwrap_or_else(|| "?".to_owned());
+        self.err(span, &key, message)
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let timezone = match &raw.timezone {
+            None => chrono_tz::Europe::Moscow,
+            Some(tz) => Tz::from_str(tz.get_ref()).map_err(|_| {
+                self.err(tz.span(), "timezone", format!("unknown IANA time zone {:?}", tz.get_ref()))
+            })?,
+        };
+        let language = match &raw.language {
+            None => Language::Ru,
+            Some(l) => Language::from_code(l.get_ref())
+                .ok_or_else(|| self.err(l.span(), "language", format!("expected \"ru\" or \"en\", got {:?}", l.get_ref())))?,
+        };
+        let crm = self.crm(raw.crm)?;
+        let mail = self.mail(raw.mail)?;
+        let report = ReportConfig {
+            show_ranks: raw.report.show_ranks.unwrap_or(true),
+            sort_managers_by: match raw.report.sort_managers_by {
+                None => "revenue".to_owned(),
+                Some(k) if KPI_KEYS.contains(&k.get_ref().as_str()) => k.into_inner(),
+                Some(k) => return Err(self.err(k.span(), "report.sort_managers_by", format!("unknown KPI {:?}", k.get_ref()))),
+            },
+            trend_periods: raw.report.trend_periods.unwrap_or(12).clamp(2, 60),
+            max_stuck_deals: raw.report.max_stuck_deals.unwrap_or(10),
+        };
+        let daemon = DaemonConfig {
+            catch_up_hours: raw.daemon.catch_up_hours.unwrap_or(72),
+            max_attempts: raw.daemon.max_attempts.unwrap_or(5).max(1),
+            retry_initial_secs: raw.daemon.retry_initial_secs.unwrap_or(30),
+            retry_max_secs: raw.daemon.retry_max_secs.unwrap_or(1800),
+        };
+        let mut jobs: Vec<JobConfig> = Vec::new();
+        for job in raw.job {
+            let span = job.span();
+            let job = self.job(job.into_inner())?;
+            if jobs.iter().any(|j| j.name == job.name) {
+                return Err(self.err(span, "job.name", format!("job {:?} is defined twice", job.name)));
+            }
+            jobs.push(job);
+        }
+        let targets = Targets {
+            default: self.period_targets(raw.targets.default, "targets.default")?,
+            department: self.period_targets(raw.targets.department, "targets.department")?,
+            managers: raw
+                .targets
+                .managers
+                .into_iter()
+                .map(|(id, t)| {
+                    let key = format!("targets.managers.{:?}", id.get_ref());
+                    let parsed = id.get_ref().parse::<Id>().map_err(|_| {
+                        self.err(id.span(), &key, "expected a Bitrix24 user ID such as \"17\"")
+                    })?;
+                    Ok((parsed, self.period_targets(t, &key)?))
+                })
+                .collect::<Result<_, ConfigError>>()?,
+        };
+        Ok(Config {
+            source_name: self.name.to_owned(),
+            timezone,
+            language,
+            state_dir: PathBuf::from(raw.state_dir.unwrap_or_else(|| "state".to_owned())),
+            crm,
+            mail,
+            report,
+            daemon,
+            jobs,
+            targets,
+        })
+    }
+
+    fn crm(&self, raw: Spanned<RawCrm>) -> Result<CrmConfig, ConfigError> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let source = match raw.source.get_ref().as_str() {
+            "demo" => CrmSourceKind::Demo,
+            "bitrix24" => {
+                let url = self
+                    .secret(
+                        raw.webhook_url,
+                        raw.webhook_url_env,
+                        raw.webhook_url_file,
+                        "crm.webhook_url",
+                        span.clone(),
+                    )?
+                    .ok_or_else(|| {
+                        self.err(span.clone(), "crm.webhook_url", "crm.source = \"bitrix24\" needs webhook_url, webhook_url_env or webhook_url_file")
+                    })?;
+                check_webhook_url(url.expose()).map_err(|m| self.err(span.clone(), "crm.webhook_url", m))?;
+                CrmSourceKind::Bitrix24 { webhook_url: url }
+            }
+            other => {
+                return Err(self.err(raw.source.span(), "crm.source", format!("expected \"bitrix24\" or \"demo\", got {other:?}")));
+            }
+        };
+        if matches!(source, CrmSourceKind::Bitrix24 { .. }) && raw.departments.is_empty() && raw.managers.is_empty() {
+            return Err(self.err(span, "crm.departments", "name the sales departments (departments = [3]) or the managers (managers = [17, 21])"));
+        }
+        let satisfaction_scale = match raw.satisfaction_scale {
+            None => (1.0, 5.0),
+            Some(s) => {
+                let [lo, hi] = *s.get_ref();
+                if !(lo < hi) {
+                    return Err(self.err(s.span(), "crm.satisfaction_scale", "expected [min, max] with min < max"));
+                }
+                (lo, hi)
+            }
+        };
+        if let Some(f) = &raw.satisfaction_field
+            && !f.starts_with("UF_CRM_")
+        {
+            return Err(self.err(span, "crm.satisfaction_field", format!("expected a deal user field code such as UF_CRM_CSAT, got {f:?}")));
+        }
+        Ok(CrmConfig {
+            source,
+            departments: raw.departments,
+            managers: raw.managers,
+            include_subdepartments: raw.include_subdepartments.unwrap_or(true),
+            satisfaction_field: raw.satisfaction_field,
+            satisfaction_scale,
+            base_currency: raw.base_currency,
+            stuck_after_days: raw.stuck_after_days.unwrap_or(14.0),
+            rate_limit_per_sec: raw.rate_limit_per_sec.unwrap_or(2.0),
+            rate_limit_burst: raw.rate_limit_burst.unwrap_or(50),
+            timeout_secs: raw.timeout_secs.unwrap_or(60),
+        })
+    }
+
+    fn mail(&self, raw: Spanned<RawMail>) -> Result<MailConfig, ConfigError> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let transport = match raw.transport.get_ref().as_str() {
+            "outbox" => MailTransportKind::Outbox {
+                dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox".to_owned())),
+            },
+            "smtp" => {
+                let host = raw
+                    .host
+                    .ok_or_else(|| self.err(span.clone(), "mail.host", "transport = \"smtp\" needs host"))?;
+                let tls = match raw.tls.as_ref().map(|t| t.get_ref().as_str()) {
+                    None | Some("starttls") => TlsMode::Starttls,
+                    Some("tls") => TlsMode::Tls,
+                    Some("none") => TlsMode::None,
+                    Some(other) => {
+                        let t = raw.tls.as_ref().expect("matched Some");
+                        return Err(self.err(t.span(), "mail.tls", format!("expected \"starttls\", \"tls\" or \"none\", got {other:?}")));
+                    }
+                };
+                if tls == TlsMode::None && !is_loopback_host(host.get_ref()) {
+                    return Err(self.err(host.span(), "mail.host", "tls = \"none\" is allowed only to a loopback address (a local relay)"));
+                }
+                let port = raw.port.unwrap_or(match tls {
+                    TlsMode::Starttls => 587,
+                    TlsMode::Tls => 465,
+                    TlsMode::None => 25,
+                });
+                let password =
+                    self.secret(raw.password, raw.password_env, raw.password_file, "mail.password", span.clone())?;
+                MailTransportKind::Smtp { host: host.into_inner(), port, tls, username: raw.username, password }
+            }
+            other => {
+                return Err(self.err(raw.transport.span(), "mail.transport", format!("expected \"smtp\" or \"outbox\", got {other:?}")));
+            }
+        };
+        if raw.from.get_ref().parse::<lettre::message::Mailbox>().is_err() {
+            return Err(self.err(raw.from.span(), "mail.from", format!("not an e-mail address: {:?}", raw.from.get_ref())));
+        }
+        for a in &raw.admin_to {
+            if a.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(self.err(span.clone(), "mail.admin_to", format!("not an e-mail address: {a:?}")));
+            }
+        }
+        Ok(MailConfig {
+            transport,
+            from: raw.from.into_inner(),
+            admin_to: raw.admin_to,
+            max_attachment_bytes: raw.max_attachment_bytes.unwrap_or(10 * 1024 * 1024),
+            timeout_secs: raw.timeout_secs.unwrap_or(60),
+        })
+    }
+
+    fn job(&self, raw: RawJob) -> Result<JobConfig, ConfigError> {
+        let name = raw.name.get_ref().trim().to_owned();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(self.err(raw.name.span(), "job.name", "use letters, digits, '-' and '_' only"));
+        }
+        let report = match raw.report.get_ref().as_str() {
+            "manager" => ReportKind::Manager,
+            "department" => ReportKind::Department,
+            other => {
+                return Err(self.err(raw.report.span(), "job.report", format!("expected \"manager\" or \"department\", got {other:?}")));
+            }
+        };
+        let cron = parse_cron(raw.schedule.get_ref())
+            .map_err(|m| self.err(raw.schedule.span(), "job.schedule", m))?;
+        let period = match raw.period.get_ref().as_str() {
+            "previous-week" => PeriodRule::PreviousWeek,
+            "previous-month" => PeriodRule::PreviousMonth,
+            other => {
+                return Err(self.err(raw.period.span(), "job.period", format!("expected \"previous-week\" or \"previous-month\", got {other:?}")));
+            }
+        };
+        for r in &raw.recipients {
+            if r.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(self.err(raw.name.span(), "job.recipients", format!("not an e-mail address: {r:?}")));
+            }
+        }
+        if report == ReportKind::Department && raw.recipients.is_empty() {
+            return Err(self.err(raw.name.span(), "job.recipients", "a department report needs recipients"));
+        }
+        if let Some(s) = &raw.subject
+            && let Err(e) = minijinja::Environment::new().template_from_str(s)
+        {
+            return Err(self.err(raw.name.span(), "job.subject", format!("bad template: {e}")));
+        }
+        Ok(JobConfig {
+            name,
+            report,
+            schedule: raw.schedule.into_inner(),
+            cron,
+            period,
+            recipients: raw.recipients,
+            template: raw.template.map(PathBuf::from),
+            subject: raw.subject,
+        })
+    }
+
+    fn period_targets(&self, raw: RawPeriodTargets, prefix: &str) -> Result<PeriodTargets, ConfigError> {
+        let set = |m: BTreeMap<Spanned<String>, f64>, kind: &str| -> Result<TargetSet, ConfigError> {
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = format!("{prefix}.{kind}.{}", k.get_ref());
+                    if !KPI_KEYS.contains(&k.get_ref().as_str()) {
+                        return Err(self.err(k.span(), &key, format!("unknown KPI {:?} (see KPI.md)", k.get_ref())));
+                    }
+                    if !v.is_finite() || v < 0.0 {
+                        return Err(self.err(k.span(), &key, "a target must be a number >= 0"));
+                    }
+                    Ok((k.into_inner(), v))
+                })
+                .collect()
+        };
+        Ok(PeriodTargets { week: set(raw.week, "week")?, month: set(raw.month, "month")? })
+    }
+
+    /// One secret from its inline, `_env` or `_file` form; at most one may be given.
+    fn secret(
+        &self,
+        inline: Option<String>,
+        env: Option<Spanned<String>>,
+        file: Option<Spanned<String>>,
+        key: &str,
+        section: Range<usize>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let given = inline.is_some() as u8 + env.is_some() as u8 + file.is_some() as u8;
+        if given > 1 {
+            return Err(self.err(section, key, format!("give only one of {key}, {key}_env, {key}_file")));
+        }
+        if let Some(v) = inline {
+            return Ok(Some(Secret(v)));
+        }
+        if let Some(var) = env {
+            let name = var.get_ref();
+            return match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_owned()))),
+                _ => Err(self.err(var.span(), &format!("{key}_env"), format!("environment variable {name} is not set"))),
+            };
+        }
+        if let Some(path) = file {
+            return match std::fs::read_to_string(path.get_ref()) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_owned()))),
+                Ok(_) => Err(self.err(path.span(), &format!("{key}_file"), format!("{} is empty", path.get_ref()))),
+                Err(e) => Err(self.err(path.span(), &format!("{key}_file"), format!("cannot read {}: {e}", path.get_ref()))),
+            };
+        }
+        Ok(None)
+    }
+}
+
+/// Parses a crontab(5) line of five fields (or an `@daily`-style alias).
+pub fn parse_cron(line: &str) -> Result<croner::Cron, String> {
+    let trimmed = line.trim();
+    let fields = trimmed.split_whitespace().count();
+    if !trimmed.starts_with('@') && fields != 5 {
+        return Err(format!(
+            "expected 5 crontab fields (minute hour day-of-month month day-of-week), got {fields} in {line:?}"
+        ));
+    }
+    croner::Cron::from_str(trimmed).map_err(|e| format!("bad crontab line {line:?}: {e}"))
+}
+
+/// Webhooks must use https, except to a loopback host (a local test portal).
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|_| "not a URL (expected https://portal/rest/1/code/)".to_owned())?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if parsed.host_str().is_some_and(is_loopback_host) => Ok(()),
+        "http" => Err("plain http is allowed only to a loopback address; use https".to_owned()),
+        other => Err(format!("unsupported scheme {other:?}; use https")),
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    (line, column)
+}
+
+/// The bare key at `offset`, if the text there looks like one.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let rest = text.get(offset..)?;
+    let key: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
+        .collect();
+    let after = rest[key.len()..].trim_start();
+    if !key.is_empty() && (after.starts_with('=') || after.starts_with(']')) {
+        return Some(key);
+    }
+    // Else name the key of the line the span is on (`key = <bad value>`).
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = &text[line_start..];
+    let (k, _) = line.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty() && !k.contains('\n')).then(|| k.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml")
+    }
+
+    const MINIMAL: &str = r#"
+[crm]
+source = "demo"
+[mail]
+transport = "outbox"
+from = "reports@example.ru"
+"#;
+
+    #[test]
+    fn every_file_in_config_parses() {
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                // The example names its secrets by environment variable.
+                // SAFETY: tests in this module do not read these variables concurrently.
+                unsafe {
+                    std::env::set_var("SALESPULSE_WEBHOOK_URL", "https://example.bitrix24.ru/rest/1/abc/");
+                    std::env::set_var("SALESPULSE_SMTP_PASSWORD", "secret");
+                }
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+        let c = Config::embedded();
+        assert_eq!(c.crm.source, CrmSourceKind::Demo);
+        assert!(c.job("manager-weekly").is_some() && c.job("department-monthly").is_some());
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.timezone, chrono_tz::Europe::Moscow);
+        assert_eq!(c.language, Language::Ru);
+        assert_eq!(c.crm.stuck_after_days, 14.0);
+        assert_eq!(c.crm.satisfaction_scale, (1.0, 5.0));
+    }
+
+    fn invalid(text: &str) -> (usize, String, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid { line, key, message, file, .. }) => {
+                assert_eq!(file, "test.toml");
+                (line, key, message)
+            }
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let (line, key, _) = invalid(&format!("{MINIMAL}colour = \"red\"\n").replace("[mail]", "tipo = 1\n[mail]"));
+        assert_eq!((line, key.as_str()), (4, "tipo"));
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let (line, key, msg) = invalid(&MINIMAL.replace("source = \"demo\"", "source = \"demo\"\nstuck_after_days = \"two weeks\""));
+        assert_eq!((line, key.as_str()), (4, "stuck_after_days"), "{msg}");
+    }
+
+    #[test]
+    fn bad_time_zone_and_cron() {
+        let (line, key, _) = invalid(&format!("timezone = \"Europe/Atlantis\"\n{MINIMAL}"));
+        assert_eq!((line, key.as_str()), (1, "timezone"));
+        let job = "[[job]]\nname = \"w\"\nreport = \"manager\"\nschedule = \"0 8 * * MON *\"\nperiod = \"previous-week\"\n";
+        let (line, key, msg) = invalid(&format!("{MINIMAL}{job}"));
+        assert_eq!((line, key.as_str()), (10, "job.schedule"), "{msg}");
+        let job = job.replace("0 8 * * MON *", "0 25 * * MON");
+        let (_, key, _) = invalid(&format!("{MINIMAL}{job}"));
+        assert_eq!(key, "job.schedule");
+    }
+
+    #[test]
+    fn missing_secret_is_named_and_not_printed() {
+        let text = r#"
+[crm]
+source = "bitrix24"
+webhook_url_env = "SALESPULSE_TEST_UNSET_VARIABLE"
+departments = [3]
+[mail]
+transport = "outbox"
+from = "reports@example.ru"
+"#;
+        let (line, key, msg) = invalid(text);
+        assert_eq!((line, key.as_str()), (4, "crm.webhook_url_env"));
+        assert!(msg.contains("SALESPULSE_TEST_UNSET_VARIABLE"));
+
+        let inline = text.replace("webhook_url_env = \"SALESPULSE_TEST_UNSET_VARIABLE\"", "webhook_url = \"https://x.bitrix24.ru/rest/1/topsecret/\"");
+        let c = parse(&inline).unwrap();
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn plain_http_and_tls_none_only_to_loopback() {
+        let text = |url: &str| format!("[crm]\nsource = \"bitrix24\"\nwebhook_url = \"{url}\"\ndepartments = [1]\n[mail]\ntransport = \"outbox\"\nfrom = \"a@b.ru\"\n");
+        assert!(parse(&text("http://127.0.0.1:8080/rest/1/x/")).is_ok());
+        let (_, key, _) = invalid(&text("http://portal.example.ru/rest/1/x/"));
+        assert_eq!(key, "crm.webhook_url");
+        let smtp = |host: &str| format!("[crm]\nsource = \"demo\"\n[mail]\ntransport = \"smtp\"\nhost = \"{host}\"\ntls = \"none\"\nfrom = \"a@b.ru\"\n");
+        assert!(parse(&smtp("127.0.0.1")).is_ok());
+        let (line, key, _) = invalid(&smtp("smtp.example.ru"));
+        assert_eq!((line, key.as_str()), (5, "mail.host"));
+    }
+
+    #[test]
+    fn targets_name_known_kpis_and_manager_ids() {
+        let t = format!("{MINIMAL}[targets.default.week]\ndeals_won = 3\n[targets.managers.\"17\".week]\ndeals_won = 5\n");
+        let c = parse(&t).unwrap();
+        assert_eq!(c.targets.manager(17, PeriodKind::Week, "deals_won"), Some(5.0));
+        assert_eq!(c.targets.manager(18, PeriodKind::Week, "deals_won"), Some(3.0));
+        assert_eq!(c.targets.manager(18, PeriodKind::Month, "deals_won"), None);
+        assert_eq!(c.targets.manager(18, PeriodKind::Custom, "deals_won"), None);
+        let (line, key, _) = invalid(&format!("{MINIMAL}[targets.default.week]\ndeals_wonn = 3\n"));
+        assert_eq!((line, key.as_str()), (8, "targets.default.week.deals_wonn"));
+    }
+}

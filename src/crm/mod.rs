@@ -1,0 +1,48 @@
+//! Where CRM records come from: the [`CrmSource`] trait, the Bitrix24 client
+//! (`bitrix24`), the Bitrix24 emulator (`emulator`) and the demo portal (`demo`), which is
+//! served by the emulator so that the default run goes through the real client.
+
+use crate::domain::{CrmSnapshot, Id, Timestamp};
+
+/// Who is in scope: the configured sales departments and managers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    pub departments: Vec<Id>,
+    pub managers: Vec<Id>,
+    pub include_subdepartments: bool,
+}
+
+/// What a report run needs from the CRM.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FetchRequest {
+    /// The earliest instant any of the report's periods (trend, previous, year-ago) starts.
+    pub since: Timestamp,
+    /// The instant the report looks at (the end of its period); records after it are
+    /// still fetched where KPI.md needs the current state.
+    pub until: Timestamp,
+    pub scope: Scope,
+    /// The satisfaction user field to select on deals (`UF_CRM_*`).
+    pub satisfaction_field: Option<String>,
+}
+
+/// A CRM failure, with the REST method and what the admin should do.
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    /// Worth retrying later: rate limits, 5xx, timeouts, resets, truncated answers.
+    #[error("failed to call {method} ({detail}); will retry")]
+    Transient { method: String, detail: String },
+    /// Not worth retrying until the admin acts: credentials, scopes, a wrong URL.
+    #[error("failed to call {method} ({detail})")]
+    Permanent { method: String, detail: String },
+}
+
+impl CrmError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CrmError::Transient { .. })
+    }
+}
+
+/// A source of CRM records. A source returns a complete snapshot or an error: never a part.
+pub trait CrmSource {
+    fn fetch(&self, request: &FetchRequest) -> impl std::future::Future<Output = Result<CrmSnapshot, CrmError>> + Send;
+}

@@ -1,0 +1,470 @@
+//! The vocabulary of salespulse: CRM records as the KPI pass sees them, money, and periods.
+//!
+//! Nothing here knows Bitrix24's wire format (that stays in `crm::bitrix24`) or reads the
+//! clock (that is `schedule`'s job). Every time stamp is kept as the portal served it, with
+//! its UTC offset; comparisons between `DateTime<FixedOffset>` values compare instants, so
+//! records served in another offset still fall into the right period.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, IsoWeek, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// A Bitrix24 record id (users, departments, deals, leads, activities, pipelines).
+pub type Id = u64;
+
+/// A time stamp as the portal served it.
+pub type Timestamp = DateTime<FixedOffset>;
+
+/// Stage semantics of Bitrix24 (`SEMANTICS`, `STAGE_SEMANTIC_ID`, `STATUS_SEMANTIC_ID`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Semantics {
+    /// `P`: in progress.
+    Process,
+    /// `S`: success (won deal, converted lead).
+    Success,
+    /// `F`: failure (lost deal, junk lead).
+    Failure,
+}
+
+impl Semantics {
+    /// Reads Bitrix24's one-letter code; an empty or unknown code is "in progress", which is
+    /// how the portal treats a stage without semantics.
+    pub fn from_code(code: &str) -> Semantics {
+        match code {
+            "S" => Semantics::Success,
+            "F" => Semantics::Failure,
+            _ => Semantics::Process,
+        }
+    }
+}
+
+/// A portal user (`user.get`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Id,
+    /// `NAME LAST_NAME`, trimmed; falls back to the e-mail or `#ID` when both are empty.
+    pub name: String,
+    pub email: Option<String>,
+    pub active: bool,
+    /// `UF_DEPARTMENT`.
+    pub departments: Vec<Id>,
+}
+
+/// A department of the company structure (`department.get`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Department {
+    pub id: Id,
+    pub name: String,
+    pub parent: Option<Id>,
+}
+
+/// A deal pipeline (`crm.category.list`, id 0 is the default one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub id: Id,
+    pub name: String,
+    pub sort: i64,
+}
+
+/// A deal stage of one pipeline (`crm.status.list`, `DEAL_STAGE` / `DEAL_STAGE_{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// `STATUS_ID`, e.g. `WON` or `C1:NEW`.
+    pub id: String,
+    pub pipeline_id: Id,
+    pub name: String,
+    pub sort: i64,
+    pub semantics: Semantics,
+}
+
+/// A lead source (`crm.status.list`, `ENTITY_ID = SOURCE`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub id: String,
+    pub name: String,
+}
+
+/// A currency with its rate (`crm.currency.list`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Currency {
+    pub code: String,
+    /// Base-currency units for one unit of this currency: `AMOUNT / AMOUNT_CNT`.
+    pub rate: f64,
+    /// `BASE = "Y"`.
+    pub base: bool,
+}
+
+/// A deal (`crm.deal.list`), with only the fields KPI.md uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deal {
+    pub id: Id,
+    pub title: String,
+    pub pipeline_id: Id,
+    /// `STAGE_ID` now.
+    pub stage_id: String,
+    /// `STAGE_SEMANTIC_ID` now.
+    pub stage_semantics: Semantics,
+    pub currency: String,
+    /// `OPPORTUNITY` in `currency`.
+    pub opportunity: f64,
+    pub lead_id: Option<Id>,
+    pub assigned_by: Id,
+    pub created: Timestamp,
+    pub moved_time: Option<Timestamp>,
+    pub close_date: Option<Timestamp>,
+    /// `IS_RECURRING = "Y"`: a recurring template, never counted.
+    pub is_recurring: bool,
+    pub is_return_customer: bool,
+    /// `SOURCE_ID`; `None` for null or `""`.
+    pub source_id: Option<String>,
+    /// The configured satisfaction user field, raw as served (`"4"`, `"4.0"`, `""`).
+    pub satisfaction: Option<String>,
+}
+
+/// A lead (`crm.lead.list`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    pub id: Id,
+    pub assigned_by: Id,
+    pub created: Timestamp,
+    /// `STATUS_SEMANTIC_ID` now.
+    pub status_semantics: Semantics,
+    pub source_id: Option<String>,
+}
+
+/// `crm.activity.list` `TYPE_ID` values KPI.md counts.
+pub const ACTIVITY_CALL: u32 = 2;
+pub const ACTIVITY_EMAIL: u32 = 4;
+/// `DIRECTION` 2.
+pub const DIRECTION_OUTGOING: u32 = 2;
+
+/// An activity (`crm.activity.list`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: Id,
+    pub responsible: Id,
+    pub type_id: u32,
+    pub direction: u32,
+    pub completed: bool,
+    pub created: Timestamp,
+}
+
+/// One entry of a deal's stage history (`crm.stagehistory.list`, `entityTypeId` 2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageChange {
+    pub id: Id,
+    pub deal_id: Id,
+    pub pipeline_id: Id,
+    pub stage_id: String,
+    pub semantics: Semantics,
+    pub created: Timestamp,
+}
+
+/// A product row of a deal (`crm.deal.productrows.get`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProductRow {
+    pub deal_id: Id,
+    /// `PRODUCT_ID`; 0 for a free-text row, which is then keyed by its name.
+    pub product_id: Id,
+    pub name: String,
+    /// `PRICE`, in the deal's currency.
+    pub price: f64,
+    pub quantity: f64,
+}
+
+/// Everything one report run fetched from the CRM: the input of the KPI pass.
+///
+/// A source fills it completely or fails; a report is never computed from part of it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CrmSnapshot {
+    pub users: Vec<User>,
+    pub departments: Vec<Department>,
+    pub pipelines: Vec<Pipeline>,
+    pub stages: Vec<Stage>,
+    pub sources: Vec<Source>,
+    pub currencies: Vec<Currency>,
+    pub deals: Vec<Deal>,
+    pub leads: Vec<Lead>,
+    pub activities: Vec<Activity>,
+    pub stage_history: Vec<StageChange>,
+    pub product_rows: Vec<ProductRow>,
+    /// What the source could not read cleanly but did not stop for (a row with an unparsable
+    /// field, say); shown in the report's data-quality notes.
+    pub notes: Vec<String>,
+}
+
+impl CrmSnapshot {
+    /// The base currency: `configured` when given, else the one with `BASE = "Y"`, else RUB.
+    pub fn base_currency(&self, configured: Option<&str>) -> String {
+        configured
+            .map(str::to_owned)
+            .or_else(|| self.currencies.iter().find(|c| c.base).map(|c| c.code.clone()))
+            .unwrap_or_else(|| "RUB".to_owned())
+    }
+
+    /// Rates into `base`: one unit of a currency = `rate(currency) / rate(base)` base units.
+    /// Rates are served relative to the portal's base, so a configured base that is not the
+    /// portal's is reached through it.
+    pub fn rates_into(&self, base: &str) -> BTreeMap<String, f64> {
+        let base_rate = self.currencies.iter().find(|c| c.code == base).map(|c| c.rate).unwrap_or(1.0);
+        self.currencies
+            .iter()
+            .filter(|c| c.rate > 0.0 && base_rate > 0.0)
+            .map(|c| (c.code.clone(), c.rate / base_rate))
+            .collect()
+    }
+}
+
+/// The kind of a reporting period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeriodKind {
+    Week,
+    Month,
+    Custom,
+}
+
+impl PeriodKind {
+    /// The key of `[targets.*.<kind>]`; custom periods have no targets.
+    pub fn target_key(self) -> Option<&'static str> {
+        match self {
+            PeriodKind::Week => Some("week"),
+            PeriodKind::Month => Some("month"),
+            PeriodKind::Custom => None,
+        }
+    }
+}
+
+/// A half-open interval `[start, end)` of local time in the portal's zone (KPI.md "Periods").
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Period {
+    pub kind: PeriodKind,
+    /// Local first day.
+    pub first_day: NaiveDate,
+    /// Local day after the last day.
+    pub end_day: NaiveDate,
+    pub tz: Tz,
+}
+
+/// A period label that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read period {input:?} (expected 2026-W47, 2026-11 or 2026-11-01..2026-11-15)")]
+pub struct PeriodParseError {
+    pub input: String,
+}
+
+impl Period {
+    /// The ISO week that contains `day`.
+    pub fn week_of(day: NaiveDate, tz: Tz) -> Period {
+        let monday = day - Duration::days(day.weekday().num_days_from_monday() as i64);
+        Period { kind: PeriodKind::Week, first_day: monday, end_day: monday + Duration::days(7), tz }
+    }
+
+    /// The calendar month that contains `day`.
+    pub fn month_of(day: NaiveDate, tz: Tz) -> Period {
+        let first = day.with_day(1).expect("day 1 exists in every month");
+        Period { kind: PeriodKind::Month, first_day: first, end_day: next_month(first), tz }
+    }
+
+    /// Both days included.
+    pub fn custom(first: NaiveDate, last: NaiveDate, tz: Tz) -> Period {
+        Period { kind: PeriodKind::Custom, first_day: first, end_day: last + Duration::days(1), tz }
+    }
+
+    /// Reads `2026-W47`, `2026-11` or `2026-11-01..2026-11-15`.
+    pub fn parse(input: &str, tz: Tz) -> Result<Period, PeriodParseError> {
+        let err = || PeriodParseError { input: input.to_owned() };
+        let s = input.trim();
+        if let Some((a, b)) = s.split_once("..") {
+            let first = NaiveDate::parse_from_str(a.trim(), "%Y-%m-%d").map_err(|_| err())?;
+            let last = NaiveDate::parse_from_str(b.trim(), "%Y-%m-%d").map_err(|_| err())?;
+            if last < first {
+                return Err(err());
+            }
+            return Ok(Period::custom(first, last, tz));
+        }
+        if let Some((y, w)) = s.split_once("-W") {
+            let year: i32 = y.parse().map_err(|_| err())?;
+            let week: u32 = w.parse().map_err(|_| err())?;
+            let monday = NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon).ok_or_else(err)?;
+            return Ok(Period::week_of(monday, tz));
+        }
+        if s.len() == 7 {
+            let first = NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").map_err(|_| err())?;
+            return Ok(Period::month_of(first, tz));
+        }
+        Err(err())
+    }
+
+    /// `2026-W47`, `2026-11` or `2026-11-01..2026-11-15`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            PeriodKind::Week => {
+                let w: IsoWeek = self.first_day.iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+            PeriodKind::Month => self.first_day.format("%Y-%m").to_string(),
+            PeriodKind::Custom => format!(
+                "{}..{}",
+                self.first_day.format("%Y-%m-%d"),
+                (self.end_day - Duration::days(1)).format("%Y-%m-%d")
+            ),
+        }
+    }
+
+    /// The period of the same kind immediately before.
+    pub fn previous(&self) -> Period {
+        match self.kind {
+            PeriodKind::Week => Period::week_of(self.first_day - Duration::days(7), self.tz),
+            PeriodKind::Month => Period::month_of(self.first_day - Duration::days(1), self.tz),
+            PeriodKind::Custom => {
+                let days = (self.end_day - self.first_day).num_days();
+                Period { first_day: self.first_day - Duration::days(days), end_day: self.first_day, ..self.clone() }
+            }
+        }
+    }
+
+    /// The same period one year earlier (same ISO week number, same month, same dates).
+    pub fn year_before(&self) -> Period {
+        match self.kind {
+            PeriodKind::Week => {
+                let w = self.first_day.iso_week();
+                let week = w.week().min(
+                    NaiveDate::from_ymd_opt(w.year() - 1, 12, 28).expect("valid date").iso_week().week(),
+                );
+                let monday = NaiveDate::from_isoywd_opt(w.year() - 1, week, chrono::Weekday::Mon)
+                    .expect("week number clamped to the year's weeks");
+                Period::week_of(monday, self.tz)
+            }
+            PeriodKind::Month => Period::month_of(
+                self.first_day.with_year(self.first_day.year() - 1).expect("day 1 exists every year"),
+                self.tz,
+            ),
+            PeriodKind::Custom => {
+                let shift = |d: NaiveDate| {
+                    d.with_year(d.year() - 1).unwrap_or_else(|| d - Duration::days(365))
+                };
+                Period { first_day: shift(self.first_day), end_day: shift(self.end_day), ..self.clone() }
+            }
+        }
+    }
+
+    /// This period and the `n - 1` before it, oldest first.
+    pub fn trailing(&self, n: usize) -> Vec<Period> {
+        let mut out = Vec::with_capacity(n);
+        let mut p = self.clone();
+        for _ in 0..n {
+            out.push(p.clone());
+            p = p.previous();
+        }
+        out.reverse();
+        out
+    }
+
+    /// The local start instant.
+    pub fn start(&self) -> DateTime<Tz> {
+        local_midnight(self.first_day, self.tz)
+    }
+
+    /// The local end instant (exclusive).
+    pub fn end(&self) -> DateTime<Tz> {
+        local_midnight(self.end_day, self.tz)
+    }
+
+    /// Whether an instant falls into `[start, end)`.
+    pub fn contains(&self, t: &Timestamp) -> bool {
+        *t >= self.start() && *t < self.end()
+    }
+
+    /// Length in days (a fractional day count across DST would be wrong here: KPI.md's days
+    /// are calendar days).
+    pub fn days(&self) -> i64 {
+        (self.end_day - self.first_day).num_days()
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+fn next_month(first: NaiveDate) -> NaiveDate {
+    if first.month() == 12 {
+        NaiveDate::from_ymd_opt(first.year() + 1, 1, 1).expect("January 1st exists")
+    } else {
+        NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1).expect("day 1 exists")
+    }
+}
+
+/// Local midnight of `day`; where a zone skips midnight (a DST change at 00:00, as in some
+/// zones' history), the first instant of the day after the gap.
+pub fn local_midnight(day: NaiveDate, tz: Tz) -> DateTime<Tz> {
+    let naive: NaiveDateTime = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => t,
+        chrono::LocalResult::Ambiguous(a, _) => a,
+        chrono::LocalResult::None => (1..=180)
+            .find_map(|m| tz.from_local_datetime(&(naive + Duration::minutes(m))).earliest())
+            .expect("a DST gap is shorter than three hours"),
+    }
+}
+
+/// Days between two instants, fractional.
+pub fn days_between(from: &Timestamp, to: &Timestamp) -> f64 {
+    (*to - *from).num_milliseconds() as f64 / 86_400_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSK: Tz = chrono_tz::Europe::Moscow;
+
+    #[test]
+    fn parses_and_labels_periods() {
+        let w = Period::parse("2026-W47", MSK).unwrap();
+        assert_eq!(w.first_day, NaiveDate::from_ymd_opt(2026, 11, 16).unwrap());
+        assert_eq!(w.end_day, NaiveDate::from_ymd_opt(2026, 11, 23).unwrap());
+        assert_eq!(w.label(), "2026-W47");
+        assert_eq!(w.previous().label(), "2026-W46");
+        assert_eq!(w.start().to_rfc3339(), "2026-11-16T00:00:00+03:00");
+
+        let m = Period::parse("2026-01", MSK).unwrap();
+        assert_eq!(m.previous().label(), "2025-12");
+        assert_eq!(m.end_day, NaiveDate::from_ymd_opt(2026, 2, 1).unwrap());
+        assert_eq!(m.year_before().label(), "2025-01");
+
+        let c = Period::parse("2026-11-01..2026-11-15", MSK).unwrap();
+        assert_eq!(c.days(), 15);
+        assert_eq!(c.previous().label(), "2026-10-17..2026-10-31");
+        assert_eq!(c.label(), "2026-11-01..2026-11-15");
+
+        assert!(Period::parse("2026-W54", MSK).is_err());
+        assert!(Period::parse("2026-13", MSK).is_err());
+        assert!(Period::parse("2026-11-15..2026-11-01", MSK).is_err());
+    }
+
+    #[test]
+    fn week_one_belongs_to_its_iso_year() {
+        let w = Period::parse("2026-W01", MSK).unwrap();
+        assert_eq!(w.first_day, NaiveDate::from_ymd_opt(2025, 12, 29).unwrap());
+        assert_eq!(w.previous().label(), "2025-W52");
+        assert_eq!(w.trailing(3).iter().map(Period::label).collect::<Vec<_>>(), ["2025-W51", "2025-W52", "2026-W01"]);
+    }
+
+    #[test]
+    fn boundaries_are_half_open_in_local_time() {
+        let w = Period::parse("2026-W47", MSK).unwrap();
+        let sunday_last = DateTime::parse_from_rfc3339("2026-11-22T23:59:59+03:00").unwrap();
+        let monday_first = DateTime::parse_from_rfc3339("2026-11-23T00:00:00+03:00").unwrap();
+        // The same instant as Sunday 23:30 Moscow, served in UTC.
+        let served_in_utc = DateTime::parse_from_rfc3339("2026-11-22T20:30:00+00:00").unwrap();
+        assert!(w.contains(&sunday_last));
+        assert!(!w.contains(&monday_first));
+        assert!(w.contains(&served_in_utc));
+    }
+}

@@ -1,0 +1,291 @@
+//! The report data: the exact object a template receives and that is written beside each
+//! PDF as `.json` (KPI.md "Report data"). Keys named by KPI.md keep their names and
+//! meanings; the other keys are additions for templates and e-mails.
+//!
+//! Numbers keep full precision; rounding happens only in the pre-formatted `text` strings.
+
+use serde::{Deserialize, Serialize};
+
+/// One KPI with its comparison (KPI.md "Comparison and targets").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KpiValue {
+    pub value: Option<f64>,
+    pub previous: Option<f64>,
+    pub delta: Option<f64>,
+    pub delta_pct: Option<f64>,
+    pub target: Option<f64>,
+    pub attainment_pct: Option<f64>,
+    /// Value, previous, delta and attainment formatted for the report's language; filled by
+    /// `present`, absent in the raw KPI pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<KpiText>,
+}
+
+/// Pre-formatted strings of one KPI (`1 234 567 ₽`, `+12,3 %`), for templates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KpiText {
+    /// The KPI's name in the report's language.
+    pub label: String,
+    pub value: String,
+    pub previous: String,
+    /// `+3`, `−1,5 п.п.`, `—` when null.
+    pub delta: String,
+    /// `+66,7 %` or `—`.
+    pub delta_pct: String,
+    pub target: String,
+    pub attainment: String,
+    /// `up`, `down` or `flat`: the direction of the delta, `none` when null.
+    pub direction: String,
+    /// Whether the change is good news (`good`), bad (`bad`) or neither (`neutral`): for
+    /// cycle time, shorter is better.
+    pub tone: String,
+}
+
+/// The KPIs of KPI.md, in its table's order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Kpis {
+    pub deals_won: KpiValue,
+    pub revenue: KpiValue,
+    pub avg_deal_value: KpiValue,
+    pub deals_lost: KpiValue,
+    pub win_rate: KpiValue,
+    pub leads_total: KpiValue,
+    pub leads_converted: KpiValue,
+    pub lead_conversion: KpiValue,
+    pub cycle_days_median: KpiValue,
+    pub cycle_days_mean: KpiValue,
+    pub emails_sent: KpiValue,
+    pub calls_made: KpiValue,
+    pub csat: KpiValue,
+    pub csat_responses: KpiValue,
+    pub repeat_share: KpiValue,
+    pub open_pipeline_value: KpiValue,
+}
+
+impl Kpis {
+    /// The KPI under its KPI.md key.
+    pub fn get(&self, key: &str) -> Option<&KpiValue> {
+        Some(match key {
+            "deals_won" => &self.deals_won,
+            "revenue" => &self.revenue,
+            "avg_deal_value" => &self.avg_deal_value,
+            "deals_lost" => &self.deals_lost,
+            "win_rate" => &self.win_rate,
+            "leads_total" => &self.leads_total,
+            "leads_converted" => &self.leads_converted,
+            "lead_conversion" => &self.lead_conversion,
+            "cycle_days_median" => &self.cycle_days_median,
+            "cycle_days_mean" => &self.cycle_days_mean,
+            "emails_sent" => &self.emails_sent,
+            "calls_made" => &self.calls_made,
+            "csat" => &self.csat,
+            "csat_responses" => &self.csat_responses,
+            "repeat_share" => &self.repeat_share,
+            "open_pipeline_value" => &self.open_pipeline_value,
+            _ => return None,
+        })
+    }
+
+    /// Mutable access under a KPI.md key.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut KpiValue> {
+        Some(match key {
+            "deals_won" => &mut self.deals_won,
+            "revenue" => &mut self.revenue,
+            "avg_deal_value" => &mut self.avg_deal_value,
+            "deals_lost" => &mut self.deals_lost,
+            "win_rate" => &mut self.win_rate,
+            "leads_total" => &mut self.leads_total,
+            "leads_converted" => &mut self.leads_converted,
+            "lead_conversion" => &mut self.lead_conversion,
+            "cycle_days_median" => &mut self.cycle_days_median,
+            "cycle_days_mean" => &mut self.cycle_days_mean,
+            "emails_sent" => &mut self.emails_sent,
+            "calls_made" => &mut self.calls_made,
+            "csat" => &mut self.csat,
+            "csat_responses" => &mut self.csat_responses,
+            "repeat_share" => &mut self.repeat_share,
+            "open_pipeline_value" => &mut self.open_pipeline_value,
+            _ => return None,
+        })
+    }
+}
+
+/// A period as the report data shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodInfo {
+    /// `week`, `month` or `custom`.
+    pub kind: String,
+    /// `2026-W47`.
+    pub label: String,
+    /// RFC 3339 with the zone's offset: `2026-11-16T00:00:00+03:00`.
+    pub start: String,
+    pub end: String,
+    /// For people: `16.11.2026 – 22.11.2026` / `Nov 16 – 22, 2026`, `ноябрь 2026`.
+    pub title: String,
+}
+
+/// The manager a scorecard is for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManagerRef {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// One row of the department report's side-by-side table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManagerRow {
+    pub id: String,
+    pub name: String,
+    pub kpis: Kpis,
+    /// `best` / `worst` by the sort KPI among managers with a value, else absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
+}
+
+/// A stuck deal (KPI.md "Stuck deals").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StuckDeal {
+    pub id: String,
+    pub title: String,
+    /// The stage's name.
+    pub stage: String,
+    pub pipeline: String,
+    pub days: f64,
+    /// Money in the base currency.
+    pub value: f64,
+    /// The deal's manager (for the department report).
+    pub manager: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_text: Option<String>,
+}
+
+/// A lead source's figures in the period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceRow {
+    pub id: String,
+    pub name: String,
+    pub leads_total: u64,
+    pub leads_converted: u64,
+    pub lead_conversion: Option<f64>,
+    pub deals_won: u64,
+    pub revenue: f64,
+    pub avg_deal_value: Option<f64>,
+}
+
+/// One stage of a pipeline's funnel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunnelStage {
+    pub id: String,
+    pub name: String,
+    /// Distinct deals with a stage-history entry into this stage in the period.
+    pub deals: u64,
+    /// `P`, `S` or `F`.
+    pub semantics: String,
+    /// `deals` of this stage / `deals` of the previous in-progress or success stage * 100;
+    /// null for the first stage, failure stages, or when the previous stage had none.
+    pub conversion_pct: Option<f64>,
+    /// Median days deals spent in this stage (entries into it during the period that
+    /// have left it), null when none.
+    pub median_days: Option<f64>,
+}
+
+/// A pipeline's funnel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunnelPipeline {
+    pub pipeline_id: String,
+    pub pipeline: String,
+    pub stages: Vec<FunnelStage>,
+}
+
+/// A product's figures over the period's won deals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProductRowOut {
+    pub id: String,
+    pub name: String,
+    pub deals_won: u64,
+    pub revenue: f64,
+    pub avg_deal_value: Option<f64>,
+}
+
+/// Breakdowns of the period (KPI.md): plain numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Breakdowns {
+    pub sources: Vec<SourceRow>,
+    pub funnel: Vec<FunnelPipeline>,
+    pub products: Vec<ProductRowOut>,
+}
+
+/// One period of a trend chart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrendPoint {
+    pub label: String,
+    /// Short axis label: `W47`, `ноя`.
+    pub short: String,
+    pub deals_won: u64,
+    pub revenue: f64,
+    pub lead_conversion: Option<f64>,
+    pub avg_deal_value: Option<f64>,
+    pub target_deals_won: Option<f64>,
+    pub target_revenue: Option<f64>,
+}
+
+/// Where a manager stands in the team (scorecard).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TeamContext {
+    pub size: usize,
+    /// 1 = best; null when ranks are switched off or the KPI is null.
+    pub rank_revenue: Option<usize>,
+    pub rank_conversion: Option<usize>,
+    /// Team median per KPI key (over managers with a value).
+    pub medians: std::collections::BTreeMap<String, Option<f64>>,
+}
+
+/// A coaching hint: a plain sentence and the numbers that triggered it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hint {
+    /// The rule's id, e.g. `conversion_fell_leads_rose`.
+    pub rule: String,
+    pub text: String,
+}
+
+/// The whole report data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportData {
+    /// `manager` or `department`.
+    pub report: String,
+    /// The scheduled slot the report belongs to, not the wall clock (determinism).
+    pub generated_at: String,
+    pub period: PeriodInfo,
+    pub previous_period: PeriodInfo,
+    /// The same period a year before (department report comparisons).
+    pub year_ago_period: PeriodInfo,
+    /// Base currency code.
+    pub currency: String,
+    /// `ru` or `en`.
+    pub language: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<ManagerRef>,
+    pub kpis: Kpis,
+    /// The same KPIs over the same period a year before (value only), department report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpis_year_ago: Option<Kpis>,
+    pub stuck_deals: Vec<StuckDeal>,
+    /// Department report: one row per manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managers: Option<Vec<ManagerRow>>,
+    pub breakdowns: Breakdowns,
+    /// The last `trend_periods` periods, oldest first, ending with this one.
+    pub trend: Vec<TrendPoint>,
+    /// Won deals' cycle times in days (department: all managers), for the distribution.
+    pub cycle_days: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamContext>,
+    pub hints: Vec<Hint>,
+    /// Data-quality notes: what could not be attributed, and why.
+    pub notes: Vec<String>,
+    /// Labels in the report's language, by key, for templates.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Chart name to the virtual path the template reads it from (`/charts/trend.svg`).
+    pub charts: std::collections::BTreeMap<String, String>,
+}

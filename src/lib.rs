@@ -1,0 +1,21 @@
+//! salespulse: weekly manager scorecards and monthly department reports from Bitrix24.
+//!
+//! The crate is laid out as the pipeline it runs (ARCHITECTURE.md): `crm` fetches records
+//! into a `domain::CrmSnapshot`, `kpi` turns them into `kpi::ReportData` (the report's JSON),
+//! `chart` draws SVGs from that data, `render` lays out data and charts in Typst and
+//! returns a PDF, `mail` delivers it, `store` remembers what was delivered, `schedule`
+//! says when, and `pipeline` / `daemon` / `cli` put the stages in order.
+
+pub mod chart;
+pub mod cli;
+pub mod config;
+pub mod crm;
+pub mod daemon;
+pub mod domain;
+pub mod kpi;
+pub mod locale;
+pub mod mail;
+pub mod pipeline;
+pub mod render;
+pub mod schedule;
+pub mod store;
