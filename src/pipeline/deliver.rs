@@ -1,0 +1,1 @@
+//! TODO(daemon helper): ledger-driven delivery.
