@@ -129,9 +129,17 @@ pub struct CrmConfig {
 /// How mail leaves.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MailTransportKind {
-    Smtp { host: String, port: u16, tls: TlsMode, username: Option<String>, password: Option<Secret> },
+    Smtp {
+        host: String,
+        port: u16,
+        tls: TlsMode,
+        username: Option<String>,
+        password: Option<Secret>,
+    },
     /// Writes each message as an `.eml` file into the directory.
-    Outbox { dir: PathBuf },
+    Outbox {
+        dir: PathBuf,
+    },
 }
 
 /// `tls` of `[mail]`.
@@ -156,6 +164,9 @@ pub struct MailConfig {
     /// An attachment larger than this after base64 is left out and the admin is told.
     pub max_attachment_bytes: u64,
     pub timeout_secs: u64,
+    /// An extra CA certificate (PEM) to trust for the SMTP server, for a relay with a
+    /// private CA; the system roots are trusted as well.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[report]`: presentation choices.
@@ -293,7 +304,7 @@ impl Config {
     /// Parses config text; `name` is used in error messages.
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         let ctx = Ctx { text, name };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.from_toml(&e))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
         ctx.validate(raw)
     }
 
@@ -360,6 +371,7 @@ struct RawMail {
     outbox_dir: Option<String>,
     max_attachment_bytes: Option<u64>,
     timeout_secs: Option<u64>,
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -422,16 +434,10 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         let (line, column) = line_col(self.text, span.start);
-        ConfigError::Invalid {
-            file: self.name.to_owned(),
-            line,
-            column,
-            key: key.to_owned(),
-            message: message.into(),
-        }
+        ConfigError::Invalid { file: self.name.to_owned(), line, column, key: key.to_owned(), message: message.into() }
     }
 
-    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim().to_owned();
         // The key is the text under the span when it looks like one (unknown field, wrong
@@ -443,14 +449,14 @@ impl Ctx<'_> {
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let timezone = match &raw.timezone {
             None => chrono_tz::Europe::Moscow,
-            Some(tz) => Tz::from_str(tz.get_ref()).map_err(|_| {
-                self.err(tz.span(), "timezone", format!("unknown IANA time zone {:?}", tz.get_ref()))
-            })?,
+            Some(tz) => Tz::from_str(tz.get_ref())
+                .map_err(|_| self.err(tz.span(), "timezone", format!("unknown IANA time zone {:?}", tz.get_ref())))?,
         };
         let language = match &raw.language {
             None => Language::Ru,
-            Some(l) => Language::from_code(l.get_ref())
-                .ok_or_else(|| self.err(l.span(), "language", format!("expected \"ru\" or \"en\", got {:?}", l.get_ref())))?,
+            Some(l) => Language::from_code(l.get_ref()).ok_or_else(|| {
+                self.err(l.span(), "language", format!("expected \"ru\" or \"en\", got {:?}", l.get_ref()))
+            })?,
         };
         let crm = self.crm(raw.crm)?;
         let mail = self.mail(raw.mail)?;
@@ -459,7 +465,13 @@ impl Ctx<'_> {
             sort_managers_by: match raw.report.sort_managers_by {
                 None => "revenue".to_owned(),
                 Some(k) if KPI_KEYS.contains(&k.get_ref().as_str()) => k.into_inner(),
-                Some(k) => return Err(self.err(k.span(), "report.sort_managers_by", format!("unknown KPI {:?}", k.get_ref()))),
+                Some(k) => {
+                    return Err(self.err(
+                        k.span(),
+                        "report.sort_managers_by",
+                        format!("unknown KPI {:?}", k.get_ref()),
+                    ));
+                }
             },
             trend_periods: raw.report.trend_periods.unwrap_or(12).clamp(2, 60),
             max_stuck_deals: raw.report.max_stuck_deals.unwrap_or(10),
@@ -488,9 +500,10 @@ impl Ctx<'_> {
                 .into_iter()
                 .map(|(id, t)| {
                     let key = format!("targets.managers.{:?}", id.get_ref());
-                    let parsed = id.get_ref().parse::<Id>().map_err(|_| {
-                        self.err(id.span(), &key, "expected a Bitrix24 user ID such as \"17\"")
-                    })?;
+                    let parsed = id
+                        .get_ref()
+                        .parse::<Id>()
+                        .map_err(|_| self.err(id.span(), &key, "expected a Bitrix24 user ID such as \"17\""))?;
                     Ok((parsed, self.period_targets(t, &key)?))
                 })
                 .collect::<Result<_, ConfigError>>()?,
@@ -524,23 +537,35 @@ impl Ctx<'_> {
                         span.clone(),
                     )?
                     .ok_or_else(|| {
-                        self.err(span.clone(), "crm.webhook_url", "crm.source = \"bitrix24\" needs webhook_url, webhook_url_env or webhook_url_file")
+                        self.err(
+                            span.clone(),
+                            "crm.webhook_url",
+                            "crm.source = \"bitrix24\" needs webhook_url, webhook_url_env or webhook_url_file",
+                        )
                     })?;
                 check_webhook_url(url.expose()).map_err(|m| self.err(span.clone(), "crm.webhook_url", m))?;
                 CrmSourceKind::Bitrix24 { webhook_url: url }
             }
             other => {
-                return Err(self.err(raw.source.span(), "crm.source", format!("expected \"bitrix24\" or \"demo\", got {other:?}")));
+                return Err(self.err(
+                    raw.source.span(),
+                    "crm.source",
+                    format!("expected \"bitrix24\" or \"demo\", got {other:?}"),
+                ));
             }
         };
         if matches!(source, CrmSourceKind::Bitrix24 { .. }) && raw.departments.is_empty() && raw.managers.is_empty() {
-            return Err(self.err(span, "crm.departments", "name the sales departments (departments = [3]) or the managers (managers = [17, 21])"));
+            return Err(self.err(
+                span,
+                "crm.departments",
+                "name the sales departments (departments = [3]) or the managers (managers = [17, 21])",
+            ));
         }
         let satisfaction_scale = match raw.satisfaction_scale {
             None => (1.0, 5.0),
             Some(s) => {
                 let [lo, hi] = *s.get_ref();
-                if !(lo < hi) {
+                if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
                     return Err(self.err(s.span(), "crm.satisfaction_scale", "expected [min, max] with min < max"));
                 }
                 (lo, hi)
@@ -549,7 +574,11 @@ impl Ctx<'_> {
         if let Some(f) = &raw.satisfaction_field
             && !f.starts_with("UF_CRM_")
         {
-            return Err(self.err(span, "crm.satisfaction_field", format!("expected a deal user field code such as UF_CRM_CSAT, got {f:?}")));
+            return Err(self.err(
+                span,
+                "crm.satisfaction_field",
+                format!("expected a deal user field code such as UF_CRM_CSAT, got {f:?}"),
+            ));
         }
         Ok(CrmConfig {
             source,
@@ -570,24 +599,31 @@ impl Ctx<'_> {
         let span = raw.span();
         let raw = raw.into_inner();
         let transport = match raw.transport.get_ref().as_str() {
-            "outbox" => MailTransportKind::Outbox {
-                dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox".to_owned())),
-            },
+            "outbox" => {
+                MailTransportKind::Outbox { dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox".to_owned())) }
+            }
             "smtp" => {
-                let host = raw
-                    .host
-                    .ok_or_else(|| self.err(span.clone(), "mail.host", "transport = \"smtp\" needs host"))?;
+                let host =
+                    raw.host.ok_or_else(|| self.err(span.clone(), "mail.host", "transport = \"smtp\" needs host"))?;
                 let tls = match raw.tls.as_ref().map(|t| t.get_ref().as_str()) {
                     None | Some("starttls") => TlsMode::Starttls,
                     Some("tls") => TlsMode::Tls,
                     Some("none") => TlsMode::None,
                     Some(other) => {
                         let t = raw.tls.as_ref().expect("matched Some");
-                        return Err(self.err(t.span(), "mail.tls", format!("expected \"starttls\", \"tls\" or \"none\", got {other:?}")));
+                        return Err(self.err(
+                            t.span(),
+                            "mail.tls",
+                            format!("expected \"starttls\", \"tls\" or \"none\", got {other:?}"),
+                        ));
                     }
                 };
                 if tls == TlsMode::None && !is_loopback_host(host.get_ref()) {
-                    return Err(self.err(host.span(), "mail.host", "tls = \"none\" is allowed only to a loopback address (a local relay)"));
+                    return Err(self.err(
+                        host.span(),
+                        "mail.host",
+                        "tls = \"none\" is allowed only to a loopback address (a local relay)",
+                    ));
                 }
                 let port = raw.port.unwrap_or(match tls {
                     TlsMode::Starttls => 587,
@@ -599,11 +635,19 @@ impl Ctx<'_> {
                 MailTransportKind::Smtp { host: host.into_inner(), port, tls, username: raw.username, password }
             }
             other => {
-                return Err(self.err(raw.transport.span(), "mail.transport", format!("expected \"smtp\" or \"outbox\", got {other:?}")));
+                return Err(self.err(
+                    raw.transport.span(),
+                    "mail.transport",
+                    format!("expected \"smtp\" or \"outbox\", got {other:?}"),
+                ));
             }
         };
         if raw.from.get_ref().parse::<lettre::message::Mailbox>().is_err() {
-            return Err(self.err(raw.from.span(), "mail.from", format!("not an e-mail address: {:?}", raw.from.get_ref())));
+            return Err(self.err(
+                raw.from.span(),
+                "mail.from",
+                format!("not an e-mail address: {:?}", raw.from.get_ref()),
+            ));
         }
         for a in &raw.admin_to {
             if a.parse::<lettre::message::Mailbox>().is_err() {
@@ -616,6 +660,11 @@ impl Ctx<'_> {
             admin_to: raw.admin_to,
             max_attachment_bytes: raw.max_attachment_bytes.unwrap_or(10 * 1024 * 1024),
             timeout_secs: raw.timeout_secs.unwrap_or(60),
+            ca_file: match raw.ca_file {
+                None => None,
+                Some(f) if Path::new(f.get_ref()).is_file() => Some(PathBuf::from(f.into_inner())),
+                Some(f) => return Err(self.err(f.span(), "mail.ca_file", format!("cannot read {}", f.get_ref()))),
+            },
         })
     }
 
@@ -628,16 +677,23 @@ impl Ctx<'_> {
             "manager" => ReportKind::Manager,
             "department" => ReportKind::Department,
             other => {
-                return Err(self.err(raw.report.span(), "job.report", format!("expected \"manager\" or \"department\", got {other:?}")));
+                return Err(self.err(
+                    raw.report.span(),
+                    "job.report",
+                    format!("expected \"manager\" or \"department\", got {other:?}"),
+                ));
             }
         };
-        let cron = parse_cron(raw.schedule.get_ref())
-            .map_err(|m| self.err(raw.schedule.span(), "job.schedule", m))?;
+        let cron = parse_cron(raw.schedule.get_ref()).map_err(|m| self.err(raw.schedule.span(), "job.schedule", m))?;
         let period = match raw.period.get_ref().as_str() {
             "previous-week" => PeriodRule::PreviousWeek,
             "previous-month" => PeriodRule::PreviousMonth,
             other => {
-                return Err(self.err(raw.period.span(), "job.period", format!("expected \"previous-week\" or \"previous-month\", got {other:?}")));
+                return Err(self.err(
+                    raw.period.span(),
+                    "job.period",
+                    format!("expected \"previous-week\" or \"previous-month\", got {other:?}"),
+                ));
             }
         };
         for r in &raw.recipients {
@@ -703,14 +759,18 @@ impl Ctx<'_> {
             let name = var.get_ref();
             return match std::env::var(name) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_owned()))),
-                _ => Err(self.err(var.span(), &format!("{key}_env"), format!("environment variable {name} is not set"))),
+                _ => {
+                    Err(self.err(var.span(), &format!("{key}_env"), format!("environment variable {name} is not set")))
+                }
             };
         }
         if let Some(path) = file {
             return match std::fs::read_to_string(path.get_ref()) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_owned()))),
                 Ok(_) => Err(self.err(path.span(), &format!("{key}_file"), format!("{} is empty", path.get_ref()))),
-                Err(e) => Err(self.err(path.span(), &format!("{key}_file"), format!("cannot read {}: {e}", path.get_ref()))),
+                Err(e) => {
+                    Err(self.err(path.span(), &format!("{key}_file"), format!("cannot read {}: {e}", path.get_ref())))
+                }
             };
         }
         Ok(None)
@@ -743,8 +803,7 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
 /// `localhost`, `127.0.0.0/8` or `::1`.
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -758,10 +817,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// The bare key at `offset`, if the text there looks like one.
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let rest = text.get(offset..)?;
-    let key: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
-        .collect();
+    let key: String =
+        rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.').collect();
     let after = rest[key.len()..].trim_start();
     if !key.is_empty() && (after.starts_with('=') || after.starts_with(']')) {
         return Some(key);
@@ -836,7 +893,8 @@ from = "reports@example.ru"
 
     #[test]
     fn wrong_type_names_line_and_key() {
-        let (line, key, msg) = invalid(&MINIMAL.replace("source = \"demo\"", "source = \"demo\"\nstuck_after_days = \"two weeks\""));
+        let (line, key, msg) =
+            invalid(&MINIMAL.replace("source = \"demo\"", "source = \"demo\"\nstuck_after_days = \"two weeks\""));
         assert_eq!((line, key.as_str()), (4, "stuck_after_days"), "{msg}");
     }
 
@@ -844,7 +902,8 @@ from = "reports@example.ru"
     fn bad_time_zone_and_cron() {
         let (line, key, _) = invalid(&format!("timezone = \"Europe/Atlantis\"\n{MINIMAL}"));
         assert_eq!((line, key.as_str()), (1, "timezone"));
-        let job = "[[job]]\nname = \"w\"\nreport = \"manager\"\nschedule = \"0 8 * * MON *\"\nperiod = \"previous-week\"\n";
+        let job =
+            "[[job]]\nname = \"w\"\nreport = \"manager\"\nschedule = \"0 8 * * MON *\"\nperiod = \"previous-week\"\n";
         let (line, key, msg) = invalid(&format!("{MINIMAL}{job}"));
         assert_eq!((line, key.as_str()), (10, "job.schedule"), "{msg}");
         let job = job.replace("0 8 * * MON *", "0 25 * * MON");
@@ -867,18 +926,29 @@ from = "reports@example.ru"
         assert_eq!((line, key.as_str()), (4, "crm.webhook_url_env"));
         assert!(msg.contains("SALESPULSE_TEST_UNSET_VARIABLE"));
 
-        let inline = text.replace("webhook_url_env = \"SALESPULSE_TEST_UNSET_VARIABLE\"", "webhook_url = \"https://x.bitrix24.ru/rest/1/topsecret/\"");
+        let inline = text.replace(
+            "webhook_url_env = \"SALESPULSE_TEST_UNSET_VARIABLE\"",
+            "webhook_url = \"https://x.bitrix24.ru/rest/1/topsecret/\"",
+        );
         let c = parse(&inline).unwrap();
         assert!(!format!("{c:?}").contains("topsecret"));
     }
 
     #[test]
     fn plain_http_and_tls_none_only_to_loopback() {
-        let text = |url: &str| format!("[crm]\nsource = \"bitrix24\"\nwebhook_url = \"{url}\"\ndepartments = [1]\n[mail]\ntransport = \"outbox\"\nfrom = \"a@b.ru\"\n");
+        let text = |url: &str| {
+            format!(
+                "[crm]\nsource = \"bitrix24\"\nwebhook_url = \"{url}\"\ndepartments = [1]\n[mail]\ntransport = \"outbox\"\nfrom = \"a@b.ru\"\n"
+            )
+        };
         assert!(parse(&text("http://127.0.0.1:8080/rest/1/x/")).is_ok());
         let (_, key, _) = invalid(&text("http://portal.example.ru/rest/1/x/"));
         assert_eq!(key, "crm.webhook_url");
-        let smtp = |host: &str| format!("[crm]\nsource = \"demo\"\n[mail]\ntransport = \"smtp\"\nhost = \"{host}\"\ntls = \"none\"\nfrom = \"a@b.ru\"\n");
+        let smtp = |host: &str| {
+            format!(
+                "[crm]\nsource = \"demo\"\n[mail]\ntransport = \"smtp\"\nhost = \"{host}\"\ntls = \"none\"\nfrom = \"a@b.ru\"\n"
+            )
+        };
         assert!(parse(&smtp("127.0.0.1")).is_ok());
         let (line, key, _) = invalid(&smtp("smtp.example.ru"));
         assert_eq!((line, key.as_str()), (5, "mail.host"));
@@ -886,7 +956,8 @@ from = "reports@example.ru"
 
     #[test]
     fn targets_name_known_kpis_and_manager_ids() {
-        let t = format!("{MINIMAL}[targets.default.week]\ndeals_won = 3\n[targets.managers.\"17\".week]\ndeals_won = 5\n");
+        let t =
+            format!("{MINIMAL}[targets.default.week]\ndeals_won = 3\n[targets.managers.\"17\".week]\ndeals_won = 5\n");
         let c = parse(&t).unwrap();
         assert_eq!(c.targets.manager(17, PeriodKind::Week, "deals_won"), Some(5.0));
         assert_eq!(c.targets.manager(18, PeriodKind::Week, "deals_won"), Some(3.0));

@@ -1,1 +1,392 @@
-//! TODO(daemon): being written.
+//! The daemon (`salespulse run`): waits for the next slot of any job, runs the job through a
+//! [`JobRunner`] (the pipeline: fetch, render, deliver), records the run, and stops cleanly.
+//!
+//! At start-up it takes the state directory's lock (a second daemon refuses to start),
+//! sends the ledger rows a crash left unsent (from the stored PDFs), and catches up each
+//! job's latest slot missed while it was down, once, if it is within `catch_up_hours` (a
+//! slot whose run started but never finished counts as missed). A job without any recorded
+//! run is not caught up: a fresh install starts with the next slot rather than mailing last
+//! week's report the moment it is switched on.
+//!
+//! Time: slots come from `schedule` (DST-correct); the loop sleeps in short ticks and asks
+//! the [`Clock`] again after each, so a suspended machine or a clock set forward runs what
+//! fell due (a long-overdue slot only if within the catch-up horizon, and only the latest
+//! one per job), and a clock set back simply waits.
+//!
+//! Shutdown is an argument: when the `shutdown` future completes, a job in flight is
+//! finished (its deliveries sent and recorded) and the daemon returns. SIGHUP is not a
+//! reload in place: [`stop_signal`] reports it as [`StopReason::Restart`], the daemon stops
+//! as for SIGTERM, the process exits with [`EXIT_RESTART`], and the unit's
+//! `RestartForceExitStatus` has systemd start it again with the new config. A restart is
+//! always safe: the ledger keeps every report exactly once.
+//!
+//! Transient job failures (the CRM down, an SMTP outage) are retried with capped backoff;
+//! a job error is transient when its chain holds a transient `CrmError` or `MailError`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, JobConfig};
+use crate::crm::CrmError;
+use crate::domain::Period;
+use crate::mail::{MailError, Mailer};
+use crate::pipeline::deliver::{self, Backoff, DeliverySummary};
+use crate::schedule::{self, Clock};
+use crate::store::{RunOutcome, Store, StoreError};
+
+/// The exit status that asks systemd to start the daemon again (SIGHUP).
+pub const EXIT_RESTART: u8 = 3;
+
+/// Runs one job for one slot: the pipeline behind the daemon.
+pub trait JobRunner: Send + Sync {
+    /// The mailer the pipeline sends with; the daemon uses it to finish rows a crash left
+    /// unsent.
+    type Mailer: Mailer + Send + Sync;
+
+    fn mailer(&self) -> &Self::Mailer;
+
+    /// Fetches, renders and delivers `job` for `period`, stamped with `slot`. Keep typed
+    /// errors in the chain (`anyhow::Error::from(crm_error)`, `.context(..)`), so the daemon
+    /// can tell a transient failure from a permanent one.
+    fn run_job(
+        &self,
+        job: &JobConfig,
+        slot: DateTime<Tz>,
+        period: &Period,
+    ) -> impl Future<Output = Result<DeliverySummary, anyhow::Error>> + Send;
+}
+
+/// Why the daemon should stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGTERM or SIGINT: stop for good (exit 0).
+    Terminate,
+    /// SIGHUP: stop so that systemd starts a new process with the new config.
+    Restart,
+}
+
+impl StopReason {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StopReason::Terminate => 0,
+            StopReason::Restart => EXIT_RESTART,
+        }
+    }
+}
+
+/// Completes on SIGTERM, SIGINT or SIGHUP, saying which kind of stop was asked for.
+pub async fn stop_signal() -> StopReason {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        // No signal handling (not expected on Unix): Ctrl-C still works.
+        let _ = tokio::signal::ctrl_c().await;
+        return StopReason::Terminate;
+    };
+    tokio::select! {
+        _ = term.recv() => StopReason::Terminate,
+        _ = tokio::signal::ctrl_c() => StopReason::Terminate,
+        _ = hup.recv() => StopReason::Restart,
+    }
+}
+
+/// A failure that stops the daemon (a job's failure does not).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Tuning that tests change; [`run`] uses the defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// How long the loop sleeps before asking the clock again.
+    pub tick: Duration,
+    /// Tell systemd about readiness and stopping (`sd_notify`).
+    pub notify_systemd: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions { tick: Duration::from_secs(20), notify_systemd: true }
+    }
+}
+
+/// The daemon: runs until `shutdown` completes, then returns its output.
+pub async fn run<T>(
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = T>,
+    runner: impl JobRunner,
+) -> Result<T, DaemonError> {
+    run_with(config, clock, shutdown, runner, RunOptions::default()).await
+}
+
+/// [`run`] with explicit [`RunOptions`].
+pub async fn run_with<T>(
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = T>,
+    runner: impl JobRunner,
+    options: RunOptions,
+) -> Result<T, DaemonError> {
+    let _lock = Store::lock_daemon(&config.state_dir)?;
+    let store = Store::open(&config.state_dir)?;
+    let mut daemon = Daemon { config: &config, clock: &*clock, store: &store, runner: &runner, options };
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = Shutdown { future: shutdown, output: None };
+
+    notify(options, &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("starting: catching up")]);
+    info!(state_dir = %config.state_dir.display(), jobs = config.jobs.len(), "Daemon started.");
+
+    daemon.finish_unsent(&mut shutdown).await?;
+    // Each job's slots are handled up to and including this instant.
+    let mut done: Vec<DateTime<Utc>> = Vec::with_capacity(config.jobs.len());
+    let started = clock.now();
+    for job in &config.jobs {
+        if shutdown.requested() {
+            break;
+        }
+        daemon.catch_up(job, started, &mut shutdown).await?;
+        done.push(started);
+    }
+
+    while !shutdown.requested() {
+        let now = clock.now();
+        let next = config
+            .jobs
+            .iter()
+            .zip(&done)
+            .filter_map(|(job, after)| schedule::next_slot(&job.cron, config.timezone, *after))
+            .min();
+        if let Some(next) = next {
+            notify(options, &[sd_notify::NotifyState::Status(&format!("waiting for {}", next.to_rfc3339()))]);
+        }
+        let due = next.is_some_and(|n| n.with_timezone(&Utc) <= now);
+        if !due {
+            // Sleep a tick (or until the slot, if sooner by the monotonic clock) and look
+            // at the wall clock again.
+            let wait = next
+                .and_then(|n| (n.with_timezone(&Utc) - now).to_std().ok())
+                .map_or(options.tick, |d| d.min(options.tick));
+            shutdown.sleep(wait).await;
+            continue;
+        }
+        for (job, after) in config.jobs.iter().zip(done.iter_mut()) {
+            if shutdown.requested() {
+                break;
+            }
+            let missed = schedule::slots_between(&job.cron, config.timezone, *after, now);
+            *after = now;
+            let Some(slot) = missed.last().cloned() else { continue };
+            if missed.len() > 1 {
+                warn!(job = %job.name, skipped = missed.len() - 1, slot = %slot.to_rfc3339(),
+                    "Several slots fell due at once (clock change or suspend); running the latest only.");
+            }
+            let horizon = chrono::Duration::hours(config.daemon.catch_up_hours as i64);
+            if now - slot.with_timezone(&Utc) > horizon {
+                warn!(job = %job.name, slot = %slot.to_rfc3339(), "Slot older than catch_up_hours; not run.");
+                continue;
+            }
+            daemon.run_slot(job, slot, &mut shutdown).await?;
+        }
+    }
+
+    notify(options, &[sd_notify::NotifyState::Stopping]);
+    info!("Daemon stopped.");
+    Ok(shutdown.take())
+}
+
+/// The shutdown future, polled without being lost: once it completes, its output is kept.
+struct Shutdown<'a, F: Future> {
+    future: std::pin::Pin<&'a mut F>,
+    output: Option<F::Output>,
+}
+
+impl<F: Future> Shutdown<'_, F> {
+    fn requested(&mut self) -> bool {
+        if self.output.is_none() {
+            // A non-blocking look: completes only if the future is ready now.
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            if let std::task::Poll::Ready(v) = self.future.as_mut().poll(&mut cx) {
+                self.output = Some(v);
+            }
+        }
+        self.output.is_some()
+    }
+
+    /// Sleeps for `d` or until shutdown, whichever comes first.
+    async fn sleep(&mut self, d: Duration) {
+        if self.output.is_some() {
+            return;
+        }
+        tokio::select! {
+            v = self.future.as_mut() => self.output = Some(v),
+            _ = tokio::time::sleep(d) => {}
+        }
+    }
+
+    /// Runs `work` to completion, noting a shutdown asked for meanwhile without cancelling
+    /// the work: the delivery in flight is finished and recorded.
+    async fn finish<R>(&mut self, work: impl Future<Output = R>) -> R {
+        let mut work = std::pin::pin!(work);
+        loop {
+            if self.output.is_some() {
+                return work.await;
+            }
+            tokio::select! {
+                biased;
+                r = work.as_mut() => return r,
+                v = self.future.as_mut() => {
+                    info!("Shutdown requested; finishing the delivery in flight.");
+                    self.output = Some(v);
+                }
+            }
+        }
+    }
+
+    fn take(&mut self) -> F::Output {
+        self.output.take().expect("the loop ends only after shutdown completed")
+    }
+}
+
+struct Daemon<'a, R: JobRunner> {
+    config: &'a Config,
+    clock: &'a dyn Clock,
+    store: &'a Store,
+    runner: &'a R,
+    options: RunOptions,
+}
+
+impl<R: JobRunner> Daemon<'_, R> {
+    /// Sends the rows a crash (or an earlier run's transient failures) left unsent.
+    async fn finish_unsent<F: Future>(&mut self, shutdown: &mut Shutdown<'_, F>) -> Result<(), DaemonError> {
+        for (job_name, label) in deliver::unsent_periods(self.store)? {
+            if shutdown.requested() {
+                return Ok(());
+            }
+            let Some(job) = self.config.job(&job_name) else {
+                warn!(job = %job_name, period = %label, "Unsent reports of a job no longer configured; left as they are.");
+                continue;
+            };
+            let Ok(period) = Period::parse(&label, self.config.timezone) else {
+                warn!(job = %job_name, period = %label, "Unsent reports with an unreadable period; left as they are.");
+                continue;
+            };
+            info!(job = %job_name, period = %label, "Finishing deliveries left unsent.");
+            let work = deliver::resume(self.store, self.runner.mailer(), self.config, job, &period);
+            match shutdown.finish(work).await {
+                Ok(s) => info!(job = %job_name, period = %label, sent = s.sent, failed = s.failed.len(),
+                    "Unsent deliveries finished."),
+                Err(e) => error!(job = %job_name, period = %label, error = %e, "Unsent deliveries not finished."),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a job's latest slot at or before `now` if it was missed (see the module doc).
+    async fn catch_up<F: Future>(
+        &mut self,
+        job: &JobConfig,
+        now: DateTime<Utc>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<(), DaemonError> {
+        let Some(last) = self.store.last_run(&job.name)? else {
+            info!(job = %job.name, "No earlier run recorded; nothing to catch up.");
+            return Ok(());
+        };
+        let Some(slot) = schedule::latest_slot(&job.cron, self.config.timezone, now) else { return Ok(()) };
+        let slot_utc = slot.with_timezone(&Utc);
+        let finished = last.outcome != RunOutcome::Running && last.outcome != RunOutcome::Failed;
+        if slot_utc < last.slot || (slot_utc == last.slot && finished) {
+            return Ok(());
+        }
+        let horizon = chrono::Duration::hours(self.config.daemon.catch_up_hours as i64);
+        if now - slot_utc > horizon {
+            warn!(job = %job.name, slot = %slot.to_rfc3339(), catch_up_hours = self.config.daemon.catch_up_hours,
+                "Missed slot is older than catch_up_hours; not run.");
+            return Ok(());
+        }
+        info!(job = %job.name, slot = %slot.to_rfc3339(), "Catching up a missed slot.");
+        self.run_slot(job, slot, shutdown).await
+    }
+
+    /// Runs one slot of a job, retrying transient failures, and records the run.
+    async fn run_slot<F: Future>(
+        &mut self,
+        job: &JobConfig,
+        slot: DateTime<Tz>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<(), DaemonError> {
+        let period = schedule::period_for_slot(job.period, slot);
+        let label = period.label();
+        let run_id = self.store.start_run(&job.name, slot.with_timezone(&Utc), &label)?;
+        notify(self.options, &[sd_notify::NotifyState::Status(&format!("running {} for {label}", job.name))]);
+        info!(job = %job.name, period = %label, slot = %slot.to_rfc3339(), "Job started.");
+        let backoff = Backoff::from_config(&self.config.daemon);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = shutdown.finish(self.runner.run_job(job, slot, &period)).await;
+            match result {
+                Ok(summary) => {
+                    let outcome = if summary.failed.is_empty() { RunOutcome::Ok } else { RunOutcome::Partial };
+                    let detail = (!summary.failed.is_empty()).then(|| {
+                        summary
+                            .failed
+                            .iter()
+                            .map(|f| format!("{}: {}", f.recipient_key, f.reason))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    });
+                    self.store.finish_run(run_id, summary.sent, summary.failed.len(), outcome, detail.as_deref())?;
+                    info!(job = %job.name, period = %label, sent = summary.sent, skipped = summary.skipped,
+                        failed = summary.failed.len(), "Job finished.");
+                    return Ok(());
+                }
+                Err(e) if is_transient(&e) && attempt < backoff.max_attempts && !shutdown.requested() => {
+                    let wait = backoff.delay(attempt);
+                    warn!(job = %job.name, period = %label, attempt, wait_secs = wait.as_secs(), error = %format!("{e:#}"),
+                        "Job failed; will retry.");
+                    shutdown.sleep(wait).await;
+                    if shutdown.requested() {
+                        self.store.finish_run(run_id, 0, 0, RunOutcome::Failed, Some(&format!("{e:#} (stopped)")))?;
+                        return Ok(());
+                    }
+                    // The clock is read only for the log: the slot, not the time of the retry,
+                    // decides the period.
+                    info!(job = %job.name, period = %label, late_secs = (self.clock.now() - slot.with_timezone(&Utc)).num_seconds(),
+                        "Retrying job.");
+                }
+                Err(e) => {
+                    error!(job = %job.name, period = %label, error = %format!("{e:#}"), "Job failed.");
+                    self.store.finish_run(run_id, 0, 0, RunOutcome::Failed, Some(&format!("{e:#}")))?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Whether a job's error is worth retrying: a transient CRM or mail failure in its chain.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<CrmError>().is_some_and(CrmError::is_transient)
+            || cause.downcast_ref::<MailError>().is_some_and(MailError::is_transient)
+    })
+}
+
+fn notify(options: RunOptions, state: &[sd_notify::NotifyState<'_>]) {
+    if options.notify_systemd {
+        // Without NOTIFY_SOCKET (not under systemd) this does nothing; a failure to reach
+        // systemd is not a reason to stop sending reports.
+        if let Err(e) = sd_notify::notify(state) {
+            warn!(error = %e, "Could not notify systemd.");
+        }
+    }
+}

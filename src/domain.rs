@@ -332,9 +332,8 @@ impl Period {
         match self.kind {
             PeriodKind::Week => {
                 let w = self.first_day.iso_week();
-                let week = w.week().min(
-                    NaiveDate::from_ymd_opt(w.year() - 1, 12, 28).expect("valid date").iso_week().week(),
-                );
+                let week =
+                    w.week().min(NaiveDate::from_ymd_opt(w.year() - 1, 12, 28).expect("valid date").iso_week().week());
                 let monday = NaiveDate::from_isoywd_opt(w.year() - 1, week, chrono::Weekday::Mon)
                     .expect("week number clamped to the year's weeks");
                 Period::week_of(monday, self.tz)
@@ -344,9 +343,7 @@ impl Period {
                 self.tz,
             ),
             PeriodKind::Custom => {
-                let shift = |d: NaiveDate| {
-                    d.with_year(d.year() - 1).unwrap_or_else(|| d - Duration::days(365))
-                };
+                let shift = |d: NaiveDate| d.with_year(d.year() - 1).unwrap_or_else(|| d - Duration::days(365));
                 Period { first_day: shift(self.first_day), end_day: shift(self.end_day), ..self.clone() }
             }
         }

@@ -2,6 +2,10 @@
 //! (`bitrix24`), the Bitrix24 emulator (`emulator`) and the demo portal (`demo`), which is
 //! served by the emulator so that the default run goes through the real client.
 
+pub mod bitrix24;
+pub mod demo;
+pub mod emulator;
+
 use crate::domain::{CrmSnapshot, Id, Timestamp};
 
 /// Who is in scope: the configured sales departments and managers.

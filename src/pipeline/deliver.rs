@@ -1,1 +1,434 @@
-//! TODO(daemon helper): ledger-driven delivery.
+//! Ledger-driven delivery: each rendered report becomes a ledger row (its PDF and JSON
+//! stored under the state directory), and each row not yet sent is sent exactly once through
+//! a [`Mailer`], with capped exponential backoff for transient failures. A permanent failure
+//! fails its row only; the admin gets one digest of what failed.
+//!
+//! Rendering is the pipeline's; the SQL is `store`'s; composing and transport are `mail`'s.
+//!
+//! # A send cut short by a crash
+//!
+//! A row is marked `sending` immediately before its SMTP transaction and `sent` immediately
+//! after the server's 250. A row found `sending` after its process died is ambiguous: killed
+//! before the final dot, the server discarded the message; killed between the 250 and the
+//! ledger write, it was delivered. Our rule: **such a row is sent again, with the same
+//! Message-ID, and the admin's digest says so.** Why this way round:
+//!
+//! - the ambiguous window after the 250 is one local SQLite update (microseconds); the
+//!   window before the dot is the whole transaction (connect, TLS, AUTH, uploading the
+//!   PDF). A kill almost always lands where nothing was delivered;
+//! - a missing Monday scorecard is a failure a manager notices and nobody repairs; a rare
+//!   duplicate carrying the same Message-ID (deterministic per job, period and recipient) is
+//!   collapsed by many mail systems and harmless otherwise;
+//! - the admin is told in the digest, so a duplicate is never a mystery.
+//!
+//! The interrupted attempt counts towards `max_attempts`, so a message that brings the
+//! process down every time it is sent stops being retried and is reported as failed.
+//!
+//! A `send` run by hand while the daemon is up cannot double-send: the store's claim is an
+//! atomic conditional update, and a row claimed by a live process is never taken for
+//! interrupted.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::{Config, DaemonConfig, JobConfig};
+use crate::domain::Period;
+use crate::kpi::ReportData;
+use crate::mail::{DigestLine, MailError, Mailer, ReportMail};
+use crate::pipeline::RenderedReport;
+use crate::store::{Delivery, DeliveryKey, DeliveryState, NewDelivery, Recorded, Store, StoreError};
+
+/// How to deliver.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeliverOptions {
+    /// Send again to recipients whose row is already `sent` (`send --resend`).
+    pub resend: bool,
+}
+
+/// One row that did not end `sent` as it should, or was sent after an interruption.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailedDelivery {
+    pub recipient_key: String,
+    pub recipient_name: String,
+    pub to: Vec<String>,
+    pub reason: String,
+    /// Not worth retrying (5xx, no address, a message that cannot be built).
+    pub permanent: bool,
+}
+
+/// What one delivery did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeliverySummary {
+    /// Rows sent now.
+    pub sent: usize,
+    /// Rows left alone: sent before (without `resend`), or being sent by another process.
+    pub skipped: usize,
+    /// Rows that failed now.
+    pub failed: Vec<FailedDelivery>,
+    /// Rows whose earlier attempt was cut short by a crash and that were sent again now: a
+    /// duplicate (same Message-ID) is possible. Also counted in `sent`.
+    pub unknown: Vec<FailedDelivery>,
+    /// The admin digest could not be sent (the reason), when one was due.
+    pub digest_error: Option<String>,
+}
+
+impl DeliverySummary {
+    fn absorb(&mut self, other: DeliverySummary) {
+        self.sent += other.sent;
+        self.skipped += other.skipped;
+        self.failed.extend(other.failed);
+        self.unknown.extend(other.unknown);
+        self.digest_error = self.digest_error.take().or(other.digest_error);
+    }
+}
+
+/// A delivery that could not proceed at all (the ledger itself failed). Failures of single
+/// rows are not errors: they are in [`DeliverySummary::failed`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("failed to deliver job {job} for {period} ({source})")]
+    Store {
+        job: String,
+        period: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Capped exponential backoff between attempts of one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub max_attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub fn from_config(daemon: &DaemonConfig) -> Backoff {
+        Backoff {
+            max_attempts: daemon.max_attempts.max(1),
+            initial: Duration::from_secs(daemon.retry_initial_secs),
+            max: Duration::from_secs(daemon.retry_max_secs),
+        }
+    }
+
+    /// The wait after failed attempt number `attempt` (1-based): initial, doubling, capped.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Records each report as a ledger row (files stored, state `rendered`), then sends each
+/// row not yet sent exactly once through `mailer`, retrying transient failures; afterwards
+/// the admin gets a digest if anything failed or was sent after an interruption.
+pub async fn deliver<M: Mailer + Sync>(
+    store: &Store,
+    mailer: &M,
+    config: &Config,
+    job: &JobConfig,
+    period: &Period,
+    reports: &[RenderedReport],
+    options: &DeliverOptions,
+) -> Result<DeliverySummary, DeliverError> {
+    let label = period.label();
+    let store_err = |source| DeliverError::Store { job: job.name.clone(), period: label.clone(), source };
+    // Rows a killed process left `sending` become `unknown` here, so a `send` after a crash
+    // finishes them instead of skipping them as in flight.
+    store.recover_interrupted().map_err(store_err)?;
+    let mut summary = DeliverySummary::default();
+    let mut ready = Vec::new();
+    let mut interrupted = Vec::new();
+    for report in reports {
+        let key =
+            DeliveryKey { job: job.name.clone(), period: label.clone(), recipient_key: report.recipient_key.clone() };
+        let new = NewDelivery {
+            key: key.clone(),
+            recipient_name: &report.recipient_name,
+            to: &report.to,
+            file_name: &report.file_name,
+            pdf: &report.pdf,
+            json: &report.json,
+        };
+        match store.record(&new, options.resend).map_err(store_err)? {
+            Recorded::Ready => ready.push((key, report)),
+            Recorded::Interrupted => interrupted.push(key),
+            Recorded::AlreadySent => {
+                info!(job = %job.name, period = %label, recipient = %report.recipient_key, "Report sent before; skipped.");
+                summary.skipped += 1;
+            }
+            Recorded::InFlight => {
+                info!(job = %job.name, period = %label, recipient = %report.recipient_key, "Report being sent by another process; skipped.");
+                summary.skipped += 1;
+            }
+        }
+    }
+    let backoff = Backoff::from_config(&config.daemon);
+    for (key, report) in ready {
+        let row = Row { key, data: &report.data, pdf: &report.pdf };
+        let one = send_row(store, mailer, config, job, &row, &[DeliveryState::Rendered], &backoff).await;
+        summary.absorb(one.map_err(store_err)?);
+    }
+    for key in interrupted {
+        // Sent as it was being sent when the crash came: the stored files, the same
+        // Message-ID.
+        if let Some(row) = store.delivery(&key).map_err(store_err)? {
+            summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
+        }
+    }
+    send_digest(mailer, config, job, &label, &mut summary).await;
+    Ok(summary)
+}
+
+/// Sends the rows of (job, period) that a crash or an earlier run left unsent: `rendered`,
+/// `unknown` (interrupted: sent again, see the module doc) and transiently `failed`, from
+/// the stored files, without rendering again. Rows `sending` in a dead process are first
+/// turned `unknown`.
+pub async fn resume<M: Mailer + Sync>(
+    store: &Store,
+    mailer: &M,
+    config: &Config,
+    job: &JobConfig,
+    period: &Period,
+) -> Result<DeliverySummary, DeliverError> {
+    let label = period.label();
+    let store_err = |source| DeliverError::Store { job: job.name.clone(), period: label.clone(), source };
+    store.recover_interrupted().map_err(store_err)?;
+    let backoff = Backoff::from_config(&config.daemon);
+    let mut summary = DeliverySummary::default();
+    for row in store.deliveries(&job.name, &label).map_err(store_err)? {
+        let resumable = match row.state {
+            DeliveryState::Rendered | DeliveryState::Unknown => true,
+            DeliveryState::Failed => !row.permanent,
+            DeliveryState::Sending | DeliveryState::Sent => false,
+        };
+        if !resumable {
+            continue;
+        }
+        summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
+    }
+    send_digest(mailer, config, job, &label, &mut summary).await;
+    Ok(summary)
+}
+
+/// The (job, period label) pairs with rows left unsent, for the daemon's start-up: rows a
+/// dead process left `sending` are turned `unknown` first. Permanently failed rows are not
+/// listed: only a person can fix them (`send --resend` after fixing the address).
+pub fn unsent_periods(store: &Store) -> Result<Vec<(String, String)>, StoreError> {
+    store.recover_interrupted()?;
+    let mut out: Vec<(String, String)> = store
+        .unsent()?
+        .into_iter()
+        .filter(|d| match d.state {
+            DeliveryState::Rendered | DeliveryState::Unknown => true,
+            DeliveryState::Failed => !d.permanent,
+            DeliveryState::Sending | DeliveryState::Sent => false,
+        })
+        .map(|d| (d.key.job, d.key.period))
+        .collect();
+    out.dedup();
+    Ok(out)
+}
+
+/// What a row needs to be composed.
+struct Row<'a> {
+    key: DeliveryKey,
+    data: &'a ReportData,
+    pdf: &'a [u8],
+}
+
+/// Sends one row from its stored files (claiming it from the state it is in).
+async fn send_stored<M: Mailer + Sync>(
+    store: &Store,
+    mailer: &M,
+    config: &Config,
+    job: &JobConfig,
+    row: &Delivery,
+    backoff: &Backoff,
+) -> Result<DeliverySummary, StoreError> {
+    match read_stored(store, row) {
+        Ok((data, pdf)) => {
+            let r = Row { key: row.key.clone(), data: &data, pdf: &pdf };
+            send_row(store, mailer, config, job, &r, &[row.state], backoff).await
+        }
+        Err(reason) => {
+            // The files are gone or unreadable: nothing to send; the row needs a `send`.
+            let mut summary = DeliverySummary::default();
+            if store.claim(&row.key, &[row.state])?.is_some() {
+                store.mark_failed(&row.key, &reason, true)?;
+                summary.failed.push(failure(row, reason, true));
+            }
+            Ok(summary)
+        }
+    }
+}
+
+fn read_stored(store: &Store, row: &Delivery) -> Result<(ReportData, Vec<u8>), String> {
+    let pdf = store.read_pdf(row).map_err(|e| e.to_string())?;
+    let json = store.read_json(row).map_err(|e| e.to_string())?;
+    let data = serde_json::from_str(&json)
+        .map_err(|e| format!("failed to read report data {} ({e})", row.json_path.display()))?;
+    Ok((data, pdf))
+}
+
+fn failure(row: &Delivery, reason: String, permanent: bool) -> FailedDelivery {
+    FailedDelivery {
+        recipient_key: row.key.recipient_key.clone(),
+        recipient_name: row.recipient_name.clone(),
+        to: row.to.clone(),
+        reason,
+        permanent,
+    }
+}
+
+/// Claims one row (from one of `from`) and sends it, with retries. A row another process
+/// holds is skipped.
+async fn send_row<M: Mailer + Sync>(
+    store: &Store,
+    mailer: &M,
+    config: &Config,
+    job: &JobConfig,
+    row: &Row<'_>,
+    from: &[DeliveryState],
+    backoff: &Backoff,
+) -> Result<DeliverySummary, StoreError> {
+    let mut summary = DeliverySummary::default();
+    let key = &row.key;
+    let Some(claimed) = store.claim(key, from)? else {
+        info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, "Report claimed by another process; skipped.");
+        summary.skipped += 1;
+        return Ok(summary);
+    };
+    let interrupted = from.contains(&DeliveryState::Unknown) && claimed.attempts > 0;
+    let fail = |summary: &mut DeliverySummary, reason: String, permanent: bool| -> Result<(), StoreError> {
+        warn!(job = %key.job, period = %key.period, recipient = %key.recipient_key, reason = %reason, "Report not sent.");
+        store.mark_failed(key, &reason, permanent)?;
+        summary.failed.push(failure(&claimed, reason, permanent));
+        Ok(())
+    };
+    if claimed.to.is_empty() {
+        fail(&mut summary, "no e-mail address in Bitrix24".to_owned(), true)?;
+        return Ok(summary);
+    }
+    if interrupted && claimed.attempts >= backoff.max_attempts {
+        let reason = format!("gave up after {} interrupted attempts", claimed.attempts);
+        fail(&mut summary, reason, false)?;
+        return Ok(summary);
+    }
+    let mail = ReportMail {
+        job,
+        data: row.data,
+        pdf: row.pdf,
+        file_name: &claimed.file_name,
+        to: &claimed.to,
+        recipient_key: &key.recipient_key,
+    };
+    let outgoing = match crate::mail::compose(&config.mail, &mail) {
+        Ok(o) => o,
+        Err(e) => {
+            fail(&mut summary, e.to_string(), true)?;
+            return Ok(summary);
+        }
+    };
+    // An interrupted attempt counts towards the cap; a row that failed transiently in an
+    // earlier run starts a new series of attempts.
+    let mut attempt = if interrupted { claimed.attempts } else { 0 };
+    loop {
+        attempt += 1;
+        store.start_attempt(key, &outgoing.message_id)?;
+        match mailer.send(&outgoing).await {
+            Ok(()) => {
+                store.mark_sent(key)?;
+                info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, attempt, "Report sent.");
+                summary.sent += 1;
+                if interrupted {
+                    let reason =
+                        "sent again after an interrupted attempt; a duplicate with the same Message-ID is possible"
+                            .to_owned();
+                    summary.unknown.push(failure(&claimed, reason, false));
+                }
+                if outgoing.attachment_omitted {
+                    let reason = format!(
+                        "sent without the PDF: larger than max_attachment_bytes ({})",
+                        config.mail.max_attachment_bytes
+                    );
+                    summary.failed.push(failure(&claimed, reason, true));
+                }
+                return Ok(summary);
+            }
+            Err(e) if e.is_transient() && attempt < backoff.max_attempts => {
+                let wait = backoff.delay(attempt);
+                warn!(job = %key.job, period = %key.period, recipient = %key.recipient_key, attempt,
+                    wait_secs = wait.as_secs_f64(), error = %e, "Report not sent; will retry.");
+                store.note_retry(key, &e.to_string())?;
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                let permanent = !e.is_transient();
+                let reason = match &e {
+                    MailError::Transient { .. } => format!("{e} (gave up after {attempt} attempts)"),
+                    _ => e.to_string(),
+                };
+                fail(&mut summary, reason, permanent)?;
+                return Ok(summary);
+            }
+        }
+    }
+}
+
+/// Tells the admin what failed (and what may have gone out twice), in one message. A digest
+/// that cannot be sent is logged and noted in the summary; it never fails the delivery.
+async fn send_digest<M: Mailer + Sync>(
+    mailer: &M,
+    config: &Config,
+    job: &JobConfig,
+    period_label: &str,
+    summary: &mut DeliverySummary,
+) {
+    if summary.failed.is_empty() && summary.unknown.is_empty() {
+        return;
+    }
+    if config.mail.admin_to.is_empty() {
+        warn!(job = %job.name, period = %period_label, failed = summary.failed.len(), "No admin_to configured; failure digest not sent.");
+        return;
+    }
+    let lines: Vec<DigestLine> = summary
+        .failed
+        .iter()
+        .chain(&summary.unknown)
+        .map(|f| DigestLine {
+            recipient_key: f.recipient_key.clone(),
+            recipient_name: f.recipient_name.clone(),
+            to: f.to.clone(),
+            reason: f.reason.clone(),
+        })
+        .collect();
+    let result = match crate::mail::compose_digest_in(&config.mail, config.language, &job.name, period_label, &lines) {
+        Ok(digest) => mailer.send(&digest).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            info!(job = %job.name, period = %period_label, lines = lines.len(), "Failure digest sent to the admin.")
+        }
+        Err(e) => {
+            warn!(job = %job.name, period = %period_label, error = %e, "Failure digest not sent.");
+            summary.digest_error = Some(e.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff { max_attempts: 6, initial: Duration::from_secs(30), max: Duration::from_secs(300) };
+        let waits: Vec<u64> = (1..=6).map(|a| b.delay(a).as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 300, 300]);
+        let huge = b.delay(200);
+        assert_eq!(huge, Duration::from_secs(300));
+    }
+}

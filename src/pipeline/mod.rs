@@ -1,11 +1,35 @@
 //! One job for one period: fetch, compute, chart, render; then `deliver` hands the PDFs to
 //! the mailer through the delivery ledger. The only module that knows the order of stages.
 //!
-//! TODO(lead): being written.
+//! A run is all or nothing up to rendering: the CRM snapshot is complete or the run fails,
+//! and every report of the job is rendered before anything is delivered, so a broken
+//! template or a CRM fault never leaves half a job sent.
 
-use crate::kpi::ReportData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::DateTime;
+use chrono_tz::Tz;
+use tracing::info;
+
+use crate::config::{Config, CrmSourceKind, JobConfig, ReportKind};
+use crate::crm::bitrix24::{Bitrix24Client, ClientSettings};
+use crate::crm::emulator::{Emulator, EmulatorOptions};
+use crate::crm::{CrmError, CrmSource, FetchRequest, Scope};
+use crate::daemon::JobRunner;
+use crate::domain::{CrmSnapshot, Id, Period, Timestamp};
+use crate::kpi::{Analysis, KpiSettings, ReportData};
+use crate::mail::AnyMailer;
+use crate::render::{RenderError, Renderer, Template};
+use crate::store::Store;
+use deliver::{DeliverOptions, DeliverySummary};
 
 pub mod deliver;
+
+/// The demo portal's request budget (see [`Pipeline::fetch`]).
+const DEMO_RATE_PER_SEC: f64 = 200.0;
+const DEMO_BURST: u32 = 1000;
 
 /// One rendered report of a job: a PDF for one recipient group.
 #[derive(Clone, Debug)]
@@ -24,4 +48,339 @@ pub struct RenderedReport {
     pub data: ReportData,
     /// `data` as written beside the PDF.
     pub json: String,
+}
+
+/// A job that could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Crm(#[from] CrmError),
+    #[error("failed to render {report} for job {job} ({source})")]
+    Render { job: String, report: String, source: RenderError },
+    #[error("failed to draw charts for job {job} ({detail})")]
+    Chart { job: String, detail: String },
+    #[error("failed to start the demo portal ({0})")]
+    Demo(std::io::Error),
+    #[error("failed to find manager(s) {ids} among the managers in scope")]
+    UnknownManagers { ids: String },
+    #[error("failed to write {path} ({source})")]
+    Write { path: String, source: std::io::Error },
+}
+
+impl PipelineError {
+    /// Only CRM faults are worth a retry: a template or data error stays until someone acts.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PipelineError::Crm(e) if e.is_transient())
+    }
+}
+
+/// What to render.
+#[derive(Clone, Debug, Default)]
+pub struct RenderRequest {
+    /// Only these managers (manager reports); all when empty.
+    pub only: Vec<Id>,
+    /// A template file instead of the job's (preview of a changed template).
+    pub template: Option<PathBuf>,
+}
+
+/// The stages, shared by every run of a process: the renderer keeps its fonts loaded.
+#[derive(Clone)]
+pub struct Pipeline {
+    config: Arc<Config>,
+    renderer: Arc<Renderer>,
+}
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>) -> Pipeline {
+        Pipeline { config, renderer: Arc::new(Renderer::new()) }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Fetches, computes and renders every report of `job` for `period`. `slot` is the
+    /// scheduled time the run belongs to: the report's `generated_at` and the demo portal's
+    /// "now", so the same period renders the same whenever it runs.
+    pub async fn render_job(
+        &self,
+        job: &JobConfig,
+        period: &Period,
+        slot: DateTime<Tz>,
+        request: &RenderRequest,
+    ) -> Result<Vec<RenderedReport>, PipelineError> {
+        let template = match request.template.as_deref().or(job.template.as_deref()) {
+            Some(path) => Template::from_file(path).map_err(|source| PipelineError::Render {
+                job: job.name.clone(),
+                report: path.display().to_string(),
+                source,
+            })?,
+            None => Template::builtin(job.report),
+        };
+        let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
+        let settings = KpiSettings::from_config(&self.config);
+        let reports = {
+            let analysis = Analysis::new(&snapshot, &settings);
+            match job.report {
+                ReportKind::Department => vec![Pending {
+                    key: "department".to_owned(),
+                    name: department_title(&self.config),
+                    to: job.recipients.clone(),
+                    data: analysis.department_report(period, slot),
+                }],
+                ReportKind::Manager => {
+                    let managers = analysis.managers();
+                    let unknown: Vec<String> = request
+                        .only
+                        .iter()
+                        .filter(|id| !managers.iter().any(|m| m.id == **id))
+                        .map(|id| id.to_string())
+                        .collect();
+                    if !unknown.is_empty() {
+                        return Err(PipelineError::UnknownManagers { ids: unknown.join(", ") });
+                    }
+                    managers
+                        .into_iter()
+                        .filter(|m| request.only.is_empty() || request.only.contains(&m.id))
+                        .map(|m| Pending {
+                            key: m.id.to_string(),
+                            name: m.name.clone(),
+                            to: m.email.iter().cloned().chain(job.recipients.iter().cloned()).collect(),
+                            data: analysis.manager_report(period, m.id, slot),
+                        })
+                        .collect()
+                }
+            }
+        };
+        info!(job = %job.name, period = %period, reports = reports.len(), "Report data computed.");
+        self.render_all(job, template, reports).await
+    }
+
+    /// Renders on every core: one blocking task per core, each taking reports in turn.
+    async fn render_all(
+        &self,
+        job: &JobConfig,
+        template: Template,
+        pending: Vec<Pending>,
+    ) -> Result<Vec<RenderedReport>, PipelineError> {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(pending.len().max(1));
+        let template = Arc::new(template);
+        let queue = Arc::new(std::sync::Mutex::new(pending.into_iter().enumerate().collect::<Vec<_>>()));
+        let mut tasks = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let queue = Arc::clone(&queue);
+            let renderer = Arc::clone(&self.renderer);
+            let template = Arc::clone(&template);
+            let job = job.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let mut done = Vec::new();
+                loop {
+                    let next = queue.lock().expect("no panics while holding the queue").pop();
+                    let Some((index, item)) = next else { break };
+                    done.push((index, render_one(&renderer, &template, &job, item)?));
+                }
+                Ok::<_, PipelineError>(done)
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("render tasks do not panic")?);
+        }
+        all.sort_by_key(|(index, _)| *index);
+        Ok(all.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Reaches the CRM with a fetch of the hour before the slot (`check`).
+    pub async fn check_crm(&self, slot: DateTime<Tz>) -> Result<(), PipelineError> {
+        let until = slot.fixed_offset();
+        let request = FetchRequest {
+            since: until - chrono::Duration::hours(1),
+            until,
+            scope: scope(&self.config),
+            satisfaction_field: self.config.crm.satisfaction_field.clone(),
+        };
+        self.fetch(&request, slot).await.map(drop)
+    }
+
+    /// The CRM snapshot for a job's period, its trend and its comparisons.
+    async fn fetch(&self, request: &FetchRequest, slot: DateTime<Tz>) -> Result<CrmSnapshot, PipelineError> {
+        let crm = &self.config.crm;
+        let settings = ClientSettings {
+            rate_per_sec: crm.rate_limit_per_sec,
+            burst: crm.rate_limit_burst,
+            timeout: std::time::Duration::from_secs(crm.timeout_secs),
+            ..ClientSettings::default()
+        };
+        match &crm.source {
+            CrmSourceKind::Bitrix24 { webhook_url } => {
+                let client = Bitrix24Client::new(webhook_url, settings)?;
+                Ok(client.fetch(request).await?)
+            }
+            CrmSourceKind::Demo => {
+                // The demo portal is served by the Bitrix24 emulator on loopback, so the
+                // default run exercises the same client code a real portal gets.
+                // It is our own process on loopback, so it gets a bucket far above a real
+                // portal's: the demo then runs in a blink instead of at 2 requests a second.
+                let options =
+                    EmulatorOptions { rate_per_sec: DEMO_RATE_PER_SEC, burst: DEMO_BURST, ..Default::default() };
+                let emulator =
+                    Emulator::start(crate::crm::demo::portal(slot), options).await.map_err(PipelineError::Demo)?;
+                let url = crate::config::Secret::new(emulator.webhook_url());
+                let settings = ClientSettings { rate_per_sec: DEMO_RATE_PER_SEC, burst: DEMO_BURST, ..settings };
+                let result = async { Bitrix24Client::new(&url, settings)?.fetch(request).await }.await;
+                emulator.shutdown().await;
+                Ok(result?)
+            }
+        }
+    }
+}
+
+/// A report computed and waiting for its PDF.
+struct Pending {
+    key: String,
+    name: String,
+    to: Vec<String>,
+    data: ReportData,
+}
+
+fn render_one(
+    renderer: &Renderer,
+    template: &Template,
+    job: &JobConfig,
+    item: Pending,
+) -> Result<RenderedReport, PipelineError> {
+    let Pending { key, name, to, mut data } = item;
+    let charts = match job.report {
+        ReportKind::Manager => crate::chart::manager_charts(&data),
+        ReportKind::Department => crate::chart::department_charts(&data),
+    }
+    .map_err(|e| PipelineError::Chart { job: job.name.clone(), detail: e.to_string() })?;
+    crate::chart::attach(&mut data, &charts);
+    let pdf = renderer.render(template, &data, &charts).map_err(|source| PipelineError::Render {
+        job: job.name.clone(),
+        report: name.clone(),
+        source,
+    })?;
+    let json = serde_json::to_string_pretty(&data).expect("report data serializes");
+    let file_name = format!("{}.pdf", safe_file_stem(&format!("{} {}", data.period.label, name)));
+    Ok(RenderedReport { recipient_key: key, recipient_name: name, to, file_name, pdf, data, json })
+}
+
+/// The records a job needs: its period, the trend before it, the previous period and, for
+/// the department report, the same period a year before.
+pub fn fetch_request(config: &Config, job: &JobConfig, period: &Period) -> FetchRequest {
+    let mut starts: Vec<DateTime<Tz>> =
+        period.trailing(config.report.trend_periods).iter().map(Period::start).collect();
+    starts.push(period.previous().start());
+    if job.report == ReportKind::Department {
+        starts.push(period.year_before().start());
+    }
+    let since = starts.into_iter().min().expect("at least the period itself");
+    FetchRequest {
+        since: since.fixed_offset(),
+        until: period.end().fixed_offset(),
+        scope: scope(config),
+        satisfaction_field: config.crm.satisfaction_field.clone(),
+    }
+}
+
+fn scope(config: &Config) -> Scope {
+    Scope {
+        departments: config.crm.departments.clone(),
+        managers: config.crm.managers.clone(),
+        include_subdepartments: config.crm.include_subdepartments,
+    }
+}
+
+fn department_title(config: &Config) -> String {
+    match config.language {
+        crate::locale::Language::Ru => "Отдел продаж".to_owned(),
+        crate::locale::Language::En => "Sales department".to_owned(),
+    }
+}
+
+/// A file name stem safe on every file system: no path separators, reserved or control
+/// characters, no leading or trailing dots and spaces, at most 120 characters.
+pub fn safe_file_stem(name: &str) -> String {
+    let cleaned: String =
+        name.chars().map(|c| if c.is_control() || "/\\:*?\"<>|".contains(c) { '_' } else { c }).take(120).collect();
+    let trimmed = cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace());
+    if trimmed.is_empty() { "report".to_owned() } else { trimmed.to_owned() }
+}
+
+/// Writes each report's PDF and its `.json` into `dir` (the `report` command).
+pub fn write_reports(dir: &Path, reports: &[RenderedReport]) -> Result<Vec<PathBuf>, PipelineError> {
+    let write = |path: PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).map_err(|source| PipelineError::Write { path: path.display().to_string(), source })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| PipelineError::Write { path: dir.display().to_string(), source })?;
+    let mut written = Vec::new();
+    for r in reports {
+        let pdf = dir.join(&r.file_name);
+        write(pdf.clone(), &r.pdf)?;
+        write(pdf.with_extension("json"), r.json.as_bytes())?;
+        written.push(pdf);
+    }
+    Ok(written)
+}
+
+/// The instant a report looks at, as served offsets go.
+pub fn as_of(slot: DateTime<Tz>) -> Timestamp {
+    slot.fixed_offset()
+}
+
+/// The pipeline behind `send` and the daemon: render a job's reports, then deliver them
+/// through the ledger with the configured mailer.
+pub struct PipelineRunner {
+    pipeline: Pipeline,
+    store: Store,
+    mailer: AnyMailer,
+}
+
+impl PipelineRunner {
+    pub fn new(config: Arc<Config>) -> anyhow::Result<PipelineRunner> {
+        let store = Store::open(&config.state_dir).context("failed to open the state store")?;
+        let mailer = crate::mail::mailer_from_config(&config.mail)?;
+        Ok(PipelineRunner { pipeline: Pipeline::new(config), store, mailer })
+    }
+
+    /// Renders every report of `job` for `period`, then delivers each exactly once.
+    pub async fn render_and_deliver(
+        &self,
+        job: &JobConfig,
+        period: &Period,
+        slot: DateTime<Tz>,
+        request: &RenderRequest,
+        options: DeliverOptions,
+    ) -> anyhow::Result<DeliverySummary> {
+        let reports = self.pipeline.render_job(job, period, slot, request).await?;
+        let config = self.pipeline.config();
+        Ok(deliver::deliver(&self.store, &self.mailer, config, job, period, &reports, &options).await?)
+    }
+}
+
+impl JobRunner for PipelineRunner {
+    type Mailer = AnyMailer;
+
+    fn mailer(&self) -> &AnyMailer {
+        &self.mailer
+    }
+
+    async fn run_job(&self, job: &JobConfig, slot: DateTime<Tz>, period: &Period) -> anyhow::Result<DeliverySummary> {
+        self.render_and_deliver(job, period, slot, &RenderRequest::default(), DeliverOptions::default()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems_are_safe_and_readable() {
+        assert_eq!(safe_file_stem("2026-W47 Иван Петров"), "2026-W47 Иван Петров");
+        assert_eq!(safe_file_stem("2026-W47 a/b\\c:d*e?f\"g<h>i|j"), "2026-W47 a_b_c_d_e_f_g_h_i_j");
+        assert_eq!(safe_file_stem("..\n.."), "_");
+        assert_eq!(safe_file_stem(" . "), "report");
+        assert_eq!(safe_file_stem(&"я".repeat(300)).chars().count(), 120);
+    }
 }

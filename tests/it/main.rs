@@ -1,4 +1,10 @@
 //! The integration tests: real servers on loopback (Bitrix24 emulator, SMTP with STARTTLS
 //! and AUTH), real SQLite files, the real binary.
 
+mod bench_smoke;
+mod bitrix24;
+mod daemon;
+mod e2e;
+mod render;
+mod smtp;
 mod support;

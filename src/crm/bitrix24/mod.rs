@@ -1,0 +1,756 @@
+//! The Bitrix24 client: fetches what one report needs over an incoming webhook and returns
+//! it as a complete [`CrmSnapshot`], or an error that says whether a retry can help.
+//!
+//! How it stays gentle with a portal (`bitrix24-api.md`): every list is walked in `ID` order
+//! with the `>ID` + `start: -1` keyset (no COUNT query after the first page), up to 50 pages
+//! of several lists are packed into one `batch` call whose commands chain
+//! `$result[prev][49][ID]`, and a client-side leaky bucket ([`limiter`]) keeps the request
+//! rate under the portal's. Failures are classified by the `error` field, not the HTTP
+//! status; transient ones are retried with capped, jittered backoff. The webhook code never
+//! leaves this module: logs and errors show `https://portal/rest/1/***/`.
+//!
+//! Wire types and their conversion are in [`wire`]; the KPI arithmetic is `kpi`'s job.
+
+pub mod limiter;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::config::Secret;
+use crate::crm::{CrmError, CrmSource, FetchRequest};
+use crate::domain::{CrmSnapshot, Id, Semantics};
+
+use self::limiter::LeakyBucket;
+use self::wire::{ApiError, Envelope, Notes};
+
+/// Bitrix24's fixed page size.
+pub const PAGE: usize = 50;
+/// At most this many commands go into one `batch`.
+pub const BATCH_MAX: usize = 50;
+
+/// How the client paces and retries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientSettings {
+    /// Requests per second the client's bucket drains (Bitrix24: 2, Enterprise: 5).
+    pub rate_per_sec: f64,
+    /// Requests the bucket holds before it waits (Bitrix24: 50, Enterprise: 250).
+    pub burst: u32,
+    /// Per-request timeout (a cloud portal gives up after 60 s itself).
+    pub timeout: Duration,
+    /// Retries of one request after a transient failure.
+    pub max_retries: u32,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings { rate_per_sec: 2.0, burst: 50, timeout: Duration::from_secs(60), max_retries: 8 }
+    }
+}
+
+/// A Bitrix24 portal behind an incoming webhook. Cheap to clone; clones share the bucket.
+#[derive(Clone)]
+pub struct Bitrix24Client {
+    inner: Arc<Inner>,
+}
+
+// By hand: the base URL holds the webhook code.
+impl std::fmt::Debug for Bitrix24Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bitrix24Client").field("portal", &self.inner.redacted).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// The webhook base, always ending in `/`. Secret: never printed.
+    base: Url,
+    /// `https://portal/rest/1/***/`, for logs and errors.
+    redacted: String,
+    settings: ClientSettings,
+    bucket: LeakyBucket,
+    requests: AtomicU64,
+}
+
+/// A failure of one attempt, before retries decide.
+enum Failure {
+    Transient(String, String),
+    Permanent(String, String),
+}
+
+/// One command of a `batch`.
+struct Command {
+    key: String,
+    method: &'static str,
+    query: String,
+}
+
+/// One command's answer.
+#[derive(Default)]
+struct Answer {
+    result: Value,
+    total: Option<u64>,
+    next: Option<u64>,
+}
+
+impl Bitrix24Client {
+    /// `webhook_url` is the incoming webhook, `https://portal/rest/<user>/<code>/` (the
+    /// trailing slash is optional). Plain `http` is refused except on loopback (the emulator).
+    pub fn new(webhook_url: &Secret, settings: ClientSettings) -> Result<Self, CrmError> {
+        let bad = |detail: String| CrmError::Permanent { method: "webhook".to_owned(), detail };
+        let mut base = Url::parse(webhook_url.expose().trim()).map_err(|e| {
+            bad(format!("the webhook URL is not a URL: {e}; expected https://<portal>/rest/<user id>/<code>/"))
+        })?;
+        let host = base.host_str().unwrap_or_default().to_owned();
+        let loopback =
+            host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        match base.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            other => {
+                return Err(bad(format!(
+                    "the webhook URL uses {other}://; Bitrix24 requires https:// (plain http only on loopback)"
+                )));
+            }
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(bad(
+                "the webhook URL has a query or fragment; expected https://<portal>/rest/<user id>/<code>/".into(),
+            ));
+        }
+        let segments: Vec<String> =
+            base.path_segments().map(|s| s.filter(|p| !p.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+        let Some(rest) = segments.iter().rposition(|s| s == "rest") else {
+            return Err(bad("the webhook URL has no /rest/<user id>/<code>/ path".into()));
+        };
+        if segments.len() != rest + 3 || segments[rest + 1].parse::<u64>().is_err() {
+            return Err(bad("the webhook URL does not end in /rest/<user id>/<code>/".into()));
+        }
+        base.set_path(&format!("{}/", segments.join("/")));
+        let port = base.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let redacted = format!("{}://{host}{port}/{}/***/", base.scheme(), segments[..rest + 2].join("/"));
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| bad(format!("failed to build the HTTP client: {}", e.without_url())))?;
+        let bucket = LeakyBucket::new(settings.rate_per_sec, settings.burst);
+        Ok(Bitrix24Client {
+            inner: Arc::new(Inner { http, base, redacted, settings, bucket, requests: AtomicU64::new(0) }),
+        })
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests_made(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// The webhook URL with its code masked, for logs.
+    pub fn redacted_url(&self) -> &str {
+        &self.inner.redacted
+    }
+
+    /// Calls one method with retries. `label` names it in errors (for a batch: its commands).
+    async fn call(&self, method: &str, label: &str, params: &Value) -> Result<Answer, CrmError> {
+        let mut attempt: u32 = 0;
+        loop {
+            self.inner.bucket.acquire().await;
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(portal = %self.inner.redacted, method = label, attempt, "Calling Bitrix24.");
+            match self.once(method, label, params).await {
+                Ok(answer) => return Ok(answer),
+                Err(Failure::Permanent(method, detail)) => return Err(CrmError::Permanent { method, detail }),
+                Err(Failure::Transient(method, detail)) => {
+                    if attempt >= self.inner.settings.max_retries {
+                        return Err(CrmError::Transient {
+                            method,
+                            detail: format!("{detail}; gave up after {} attempts", attempt + 1),
+                        });
+                    }
+                    let wait = self.backoff(attempt);
+                    tracing::warn!(portal = %self.inner.redacted, method = %method, attempt, wait_ms = wait.as_millis() as u64, detail = %detail, "Bitrix24 call failed; retrying.");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Capped exponential backoff with jitter. The base is one bucket drain interval
+    /// (0.5 s at 2 req/s): after QUERY_LIMIT_EXCEEDED that is when a slot frees up.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = (1.0 / self.inner.settings.rate_per_sec.max(0.001)).clamp(0.01, 1.0);
+        let exp = (base * 2f64.powi(attempt.min(16) as i32)).min(30.0);
+        Duration::from_secs_f64(exp * (0.5 + fastrand::f64() * 0.5))
+    }
+
+    async fn once(&self, method: &str, label: &str, params: &Value) -> Result<Answer, Failure> {
+        let transient = |d: String| Failure::Transient(label.to_owned(), d);
+        let permanent = |d: String| Failure::Permanent(label.to_owned(), d);
+        let url = self.inner.base.join(method).map_err(|e| permanent(format!("bad method name: {e}")))?;
+        let response = self.inner.http.post(url).json(params).send().await.map_err(|e| {
+            let e = e.without_url();
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "connection failed"
+            };
+            transient(format!("{what} to {}: {e}", self.inner.redacted))
+        })?;
+        let status = response.status();
+        let location = response.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transient(format!("connection dropped mid-answer: {}", e.without_url())))?;
+        let value: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                let text = String::from_utf8_lossy(&body);
+                let head = text.trim_start();
+                return Err(if status.is_redirection() {
+                    permanent(format!(
+                        "the portal redirected (HTTP {status}{}); the portal may be blocked, unpaid or moved — open it in a browser",
+                        location.map(|l| format!(" to {}", redact_location(&l))).unwrap_or_default()
+                    ))
+                } else if status.is_server_error() {
+                    transient(format!("HTTP {status} without a JSON answer"))
+                } else if head.starts_with('<') {
+                    permanent(format!(
+                        "the portal answered HTML instead of JSON (HTTP {status}); check that crm.webhook_url is an incoming webhook URL ending in /rest/<user id>/<code>/"
+                    ))
+                } else if e.is_eof() {
+                    transient(format!("truncated JSON answer (HTTP {status}, {} bytes)", body.len()))
+                } else {
+                    transient(format!("unreadable JSON answer (HTTP {status}: {e})"))
+                });
+            }
+        };
+        match wire::decode_envelope(&value) {
+            Ok(Envelope::Success { result, next, total }) => Ok(Answer { result, next, total }),
+            Ok(Envelope::Error(api)) => Err(classify(label, &api, status.as_u16())),
+            Err(detail) if status.is_server_error() => Err(transient(format!("HTTP {status}: {detail}"))),
+            Err(detail) => Err(permanent(format!("the answer is not a Bitrix24 envelope ({detail})"))),
+        }
+    }
+
+    /// Runs commands in one `batch` (retried as a whole: every command is a read). A
+    /// command's own error is classified like a call's.
+    async fn batch(&self, commands: &[Command]) -> Result<BTreeMap<String, Answer>, CrmError> {
+        let methods: BTreeSet<&str> = commands.iter().map(|c| c.method).collect();
+        let label = format!("batch [{}]", methods.into_iter().collect::<Vec<_>>().join(", "));
+        let cmd: Map<String, Value> =
+            commands.iter().map(|c| (c.key.clone(), Value::String(format!("{}?{}", c.method, c.query)))).collect();
+        let params = json!({"halt": 0, "cmd": cmd});
+        let mut attempt = 0;
+        loop {
+            let answer = self.call("batch", &label, &params).await?;
+            let decoded = wire::decode_batch(&answer.result).map_err(|detail| CrmError::Permanent {
+                method: label.clone(),
+                detail: format!("broken batch answer: {detail}"),
+            })?;
+            let mut retry = None;
+            for (key, err) in &decoded.errors {
+                let method = commands.iter().find(|c| &c.key == key).map(|c| c.method).unwrap_or("batch");
+                match classify(method, err, 400) {
+                    Failure::Permanent(method, detail) => return Err(CrmError::Permanent { method, detail }),
+                    Failure::Transient(method, detail) => retry = Some((method, detail)),
+                }
+            }
+            if retry.is_none()
+                && let Some(lost) = commands.iter().find(|c| !decoded.results.contains_key(&c.key))
+            {
+                // Neither a result nor an error: a page silently missing would make the
+                // list look shorter than it is, so the batch is asked again.
+                retry = Some((lost.method.to_owned(), format!("the batch answer lacks command {}", lost.key)));
+            }
+            if let Some((method, detail)) = retry {
+                if attempt >= self.inner.settings.max_retries {
+                    return Err(CrmError::Transient {
+                        method,
+                        detail: format!("{detail}; gave up after {} attempts", attempt + 1),
+                    });
+                }
+                let wait = self.backoff(attempt);
+                tracing::warn!(portal = %self.inner.redacted, method = %method, attempt, detail = %detail, "Bitrix24 batch command failed; retrying the batch.");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            let mut out = BTreeMap::new();
+            for c in commands {
+                out.insert(
+                    c.key.clone(),
+                    Answer {
+                        result: decoded.results.get(&c.key).cloned().unwrap_or(Value::Null),
+                        total: decoded.totals.get(&c.key).copied(),
+                        next: decoded.nexts.get(&c.key).copied(),
+                    },
+                );
+            }
+            return Ok(out);
+        }
+    }
+
+    /// Walks every list to its end, packing up to [`BATCH_MAX`] pages per `batch`.
+    async fn run(&self, jobs: &mut [ListJob]) -> Result<(), CrmError> {
+        let mut rounds = 0usize;
+        while jobs.iter().any(|j| !j.done) {
+            rounds += 1;
+            let mut commands = Vec::new();
+            let mut plan: Vec<(usize, usize)> = Vec::new(); // (job, commands)
+            for (i, job) in jobs.iter_mut().enumerate() {
+                let room = BATCH_MAX - commands.len();
+                if job.done || room == 0 {
+                    continue;
+                }
+                let cmds = job.commands(i, rounds, room);
+                plan.push((i, cmds.len()));
+                commands.extend(cmds);
+            }
+            let mut answers = self.batch(&commands).await?;
+            let mut at = 0;
+            for (i, n) in plan {
+                let mine: Vec<Answer> =
+                    commands[at..at + n].iter().map(|c| answers.remove(&c.key).unwrap_or_default()).collect();
+                at += n;
+                jobs[i].absorb(mine)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a list is paged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Paging {
+    /// `start` = 0, 50, …: small lists of reference data, and methods without `>ID`.
+    Offset,
+    /// First page with `start=0` (for `total`), then `>ID` + `start=-1` chains.
+    Keyset,
+    /// One call, no paging (`crm.currency.list`, `crm.deal.productrows.get`, `@ID` chunks).
+    Single,
+}
+
+struct ListJob {
+    method: &'static str,
+    params: Value,
+    paging: Paging,
+    /// `items` for `crm.stagehistory.list`: where the rows sit inside a result.
+    wrap: Option<&'static str>,
+    rows: Vec<Map<String, Value>>,
+    total: Option<u64>,
+    next_offset: Option<u64>,
+    last_id: Option<u64>,
+    probed: bool,
+    done: bool,
+}
+
+impl ListJob {
+    fn new(method: &'static str, params: Value, paging: Paging) -> ListJob {
+        ListJob {
+            method,
+            params,
+            paging,
+            wrap: None,
+            rows: Vec::new(),
+            total: None,
+            next_offset: None,
+            last_id: None,
+            probed: false,
+            done: false,
+        }
+    }
+
+    fn query(&self, extra: &[(&str, Value)]) -> String {
+        let mut p = self.params.clone();
+        let obj = p.as_object_mut().expect("list params are an object");
+        for (k, v) in extra {
+            if let Some(key) = k.strip_prefix("filter.") {
+                let f = obj.entry("filter").or_insert_with(|| json!({}));
+                f.as_object_mut().expect("filter is an object").insert(key.to_owned(), v.clone());
+            } else {
+                obj.insert((*k).to_owned(), v.clone());
+            }
+        }
+        php_query(&p)
+    }
+
+    fn commands(&self, job: usize, round: usize, room: usize) -> Vec<Command> {
+        // Zero-padded so that the keys sort in execution order: a JSON object may reach the
+        // portal with its keys sorted, and a `$result[..]` reference must point backwards.
+        let key = |n: usize| format!("j{job:03}r{round:04}p{n:02}");
+        let cmd = |n: usize, query: String| Command { key: key(n), method: self.method, query };
+        if !self.probed {
+            return vec![cmd(
+                0,
+                match self.paging {
+                    Paging::Single => self.query(&[]),
+                    _ => self.query(&[("start", json!(0))]),
+                },
+            )];
+        }
+        match self.paging {
+            Paging::Single => Vec::new(),
+            Paging::Offset => {
+                let from = self.next_offset.unwrap_or(0);
+                let until = self.total.unwrap_or(from + 1).max(from + 1);
+                let pages = (until - from).div_ceil(PAGE as u64).max(1) as usize;
+                (0..pages.min(room))
+                    .map(|n| cmd(n, self.query(&[("start", json!(from + (n * PAGE) as u64))])))
+                    .collect()
+            }
+            Paging::Keyset => {
+                let remaining = self.total.unwrap_or(0).saturating_sub(self.rows.len() as u64);
+                let pages = (remaining.div_ceil(PAGE as u64) as usize).max(1).min(room);
+                let wrap = self.wrap.map(|w| format!("[{w}]")).unwrap_or_default();
+                (0..pages)
+                    .map(|n| {
+                        let after = if n == 0 {
+                            json!(self.last_id.unwrap_or(0))
+                        } else {
+                            // Resolved by the portal from the previous command's last row.
+                            json!(format!("$result[{}]{wrap}[{}][ID]", key(n - 1), PAGE - 1))
+                        };
+                        cmd(n, self.query(&[("filter.>ID", after), ("start", json!(-1))]))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn absorb(&mut self, answers: Vec<Answer>) -> Result<(), CrmError> {
+        let broken = |detail: String| CrmError::Permanent { method: self.method.to_owned(), detail };
+        let probing = !self.probed;
+        self.probed = true;
+        for answer in answers {
+            let page = wire::rows(&answer.result).map_err(|d| broken(format!("unexpected answer: {d}")))?;
+            let n = page.len();
+            let before = self.last_id;
+            if let Some(last) = page.last() {
+                self.last_id = wire::Row::new(last).id(&["ID", "id"]).ok().flatten().or(self.last_id);
+            }
+            self.rows.extend(page);
+            match self.paging {
+                Paging::Single => self.done = true,
+                Paging::Offset => {
+                    if probing {
+                        self.total = answer.total;
+                    }
+                    self.next_offset = answer.next;
+                    if answer.next.is_none() {
+                        self.done = true;
+                    }
+                }
+                Paging::Keyset => {
+                    if probing {
+                        self.total = answer.total;
+                    }
+                    if n < PAGE || self.total.is_some_and(|t| self.rows.len() as u64 >= t) {
+                        self.done = true;
+                    } else if self.last_id <= before && !probing {
+                        return Err(broken(format!("paging by >ID did not advance past ID {:?}", before)));
+                    }
+                }
+            }
+            if self.done {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `http_build_query` as PHP writes it: `filter[>ID]=5&select[0]=ID&order[ID]=ASC`.
+pub fn php_query(params: &Value) -> String {
+    fn enc(s: &str) -> String {
+        url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        let key = |k: &str| if prefix.is_empty() { enc(k) } else { format!("{prefix}[{}]", enc(k)) };
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, x)| walk(&key(k), x, out)),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| walk(&key(&i.to_string()), x, out)),
+            // PHP leaves nulls out.
+            Value::Null => {}
+            Value::Bool(b) => out.push(format!("{prefix}={}", u8::from(*b))),
+            Value::Number(n) => out.push(format!("{prefix}={n}")),
+            Value::String(s) => out.push(format!("{prefix}={}", enc(s))),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", params, &mut out);
+    out.join("&")
+}
+
+/// Masks the webhook code in a redirect target before it goes into an error.
+fn redact_location(location: &str) -> String {
+    match location.find("/rest/") {
+        Some(i) => format!("{}/rest/***", &location[..i]),
+        None => location.to_owned(),
+    }
+}
+
+/// Sorts an error into retry-later or tell-the-admin, by its code first (statuses vary:
+/// QUERY_LIMIT_EXCEEDED has been 429, 503 and 200), then by the HTTP status.
+fn classify(method: &str, api: &ApiError, status: u16) -> Failure {
+    let shown = if api.description.is_empty() {
+        api.code.clone()
+    } else if api.code.is_empty() {
+        api.description.clone()
+    } else {
+        format!("{}: {}", api.code, api.description)
+    };
+    let t = |d: String| Failure::Transient(method.to_owned(), d);
+    let p = |d: String| Failure::Permanent(method.to_owned(), d);
+    match api.code.to_ascii_uppercase().as_str() {
+        "QUERY_LIMIT_EXCEEDED" => t(format!("the portal's request limit was hit ({shown})")),
+        "OPERATION_TIME_LIMIT" => t(format!("the method's operating time limit was hit ({shown})")),
+        "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" | "ERROR_INTERNAL" => {
+            t(format!("the portal had an internal error ({shown})"))
+        }
+        "INVALID_CREDENTIALS" | "NO_AUTH_FOUND" | "EXPIRED_TOKEN" | "INVALID_TOKEN" => p(format!(
+            "the portal rejected the webhook ({shown}); check crm.webhook_url, or create a new incoming webhook in Bitrix24"
+        )),
+        "INSUFFICIENT_SCOPE" => p(format!(
+            "the webhook lacks a permission ({shown}); give the incoming webhook the crm, user and department scopes"
+        )),
+        "ACCESS_DENIED" | "ALLOWED_ONLY_INTRANET_USER" => p(format!(
+            "access denied ({shown}); the REST API needs a commercial plan, and the webhook's user needs read access to the CRM"
+        )),
+        "ERROR_METHOD_NOT_FOUND" => {
+            p(format!("method not found ({shown}); check that crm.webhook_url ends in /rest/<user id>/<code>/"))
+        }
+        "INVALID_REQUEST" => p(format!("the portal refused the request ({shown}); the webhook URL must use https://")),
+        "OVERLOAD_LIMIT" => {
+            p(format!("the portal blocked REST access ({shown}); ask Bitrix24 support to lift the block"))
+        }
+        "PORTAL_DELETED" => p(format!("the portal is gone ({shown}); check crm.webhook_url")),
+        _ if status >= 500 => t(format!("HTTP {status} ({shown})")),
+        _ => p(format!(
+            "the portal refused the request (HTTP {status}: {shown}); this is a bug or a portal salespulse does not support, please report it"
+        )),
+    }
+}
+
+impl CrmSource for Bitrix24Client {
+    async fn fetch(&self, request: &FetchRequest) -> Result<CrmSnapshot, CrmError> {
+        let since = request.since.to_rfc3339();
+        let mut snapshot = CrmSnapshot::default();
+        tracing::info!(portal = %self.inner.redacted, since = %since, "Fetching CRM records.");
+
+        // Reference data: who, where, which pipelines, which money.
+        let mut meta = vec![
+            ListJob::new("user.get", json!({"sort": "ID", "order": "ASC"}), Paging::Offset),
+            ListJob::new("department.get", json!({"sort": "ID", "order": "ASC"}), Paging::Offset),
+            ListJob::new("crm.category.list", json!({"entityTypeId": 2}), Paging::Offset),
+            ListJob::new("crm.currency.list", json!({}), Paging::Single),
+            ListJob::new(
+                "crm.status.list",
+                json!({"filter": {"ENTITY_ID": "SOURCE"}, "order": {"SORT": "ASC"}}),
+                Paging::Offset,
+            ),
+        ];
+        self.run(&mut meta).await?;
+        let mut notes_vec = Vec::new();
+        let notes = &mut Notes { notes: &mut notes_vec };
+        let [users, departments, categories, currencies, sources] = take_rows(meta);
+        snapshot.users = users.iter().filter_map(|r| wire::user(r, notes)).collect();
+        snapshot.departments = departments.iter().filter_map(|r| wire::department(r, notes)).collect();
+        snapshot.pipelines = categories.iter().filter_map(|r| wire::pipeline(r, notes)).collect();
+        if !snapshot.pipelines.iter().any(|p| p.id == 0) {
+            // Pipeline 0 always exists; a portal that leaves it out of the list still has deals in it.
+            snapshot.pipelines.insert(0, crate::domain::Pipeline { id: 0, name: "#0".into(), sort: 0 });
+        }
+        snapshot.currencies = currencies.iter().filter_map(|r| wire::currency(r, notes)).collect();
+        snapshot.sources = sources.iter().filter_map(|r| wire::source(r, notes)).collect();
+
+        // Stages of every pipeline, and the records of the window.
+        let deal_select: Vec<&str> =
+            wire::DEAL_FIELDS.iter().copied().chain(request.satisfaction_field.as_deref()).collect();
+        let asc = json!({"ID": "ASC"});
+        let mut jobs: Vec<ListJob> = snapshot
+            .pipelines
+            .iter()
+            .map(|p| {
+                let entity = if p.id == 0 { "DEAL_STAGE".to_owned() } else { format!("DEAL_STAGE_{}", p.id) };
+                ListJob::new(
+                    "crm.status.list",
+                    json!({"filter": {"ENTITY_ID": entity}, "order": {"SORT": "ASC"}}),
+                    Paging::Offset,
+                )
+            })
+            .collect();
+        let stage_jobs = jobs.len();
+        jobs.push(ListJob::new(
+            "crm.deal.list",
+            json!({"order": asc, "filter": {">=DATE_MODIFY": since}, "select": deal_select}),
+            Paging::Keyset,
+        ));
+        jobs.push(ListJob::new(
+            "crm.deal.list",
+            json!({"order": asc, "filter": {"STAGE_SEMANTIC_ID": "P"}, "select": deal_select}),
+            Paging::Keyset,
+        ));
+        jobs.push(ListJob::new(
+            "crm.lead.list",
+            json!({"order": asc, "filter": {">=DATE_CREATE": since}, "select": wire::LEAD_FIELDS}),
+            Paging::Keyset,
+        ));
+        jobs.push(ListJob::new(
+            "crm.activity.list",
+            json!({"order": asc, "filter": {">=CREATED": since, "@TYPE_ID": [crate::domain::ACTIVITY_CALL, crate::domain::ACTIVITY_EMAIL], "DIRECTION": crate::domain::DIRECTION_OUTGOING}, "select": wire::ACTIVITY_FIELDS}),
+            Paging::Keyset,
+        ));
+        let mut history = ListJob::new(
+            "crm.stagehistory.list",
+            json!({"entityTypeId": 2, "order": asc, "filter": {">=CREATED_TIME": since},
+                   "select": ["ID", "OWNER_ID", "CREATED_TIME", "CATEGORY_ID", "STAGE_SEMANTIC_ID", "STAGE_ID"]}),
+            Paging::Keyset,
+        );
+        history.wrap = Some("items");
+        jobs.push(history);
+        self.run(&mut jobs).await?;
+
+        let mut rest = jobs.split_off(stage_jobs);
+        for job in &jobs {
+            snapshot.stages.extend(job.rows.iter().filter_map(|r| wire::stage(r, notes)));
+        }
+        let semantics: BTreeMap<String, Semantics> =
+            snapshot.stages.iter().map(|s| (s.id.clone(), s.semantics)).collect();
+        let known = |stage: &str| semantics.get(stage).copied();
+        let [modified, open, leads, activities, history] = take_rows(std::mem::take(&mut rest));
+        let mut deals = BTreeMap::new();
+        for row in modified.iter().chain(&open) {
+            if let Some(d) = wire::deal(row, request.satisfaction_field.as_deref(), known, notes) {
+                deals.insert(d.id, d);
+            }
+        }
+        let mut lead_map: BTreeMap<Id, _> =
+            leads.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)).collect();
+        let activity_map: BTreeMap<Id, _> =
+            activities.iter().filter_map(|r| wire::activity(r, notes)).map(|a| (a.id, a)).collect();
+        let history_map: BTreeMap<Id, _> =
+            history.iter().filter_map(|r| wire::stage_change(r, known, notes)).map(|h| (h.id, h)).collect();
+
+        // Leads that fetched deals came from, created before the window: their DATE_CREATE
+        // is the deal's first contact. A lead that is not returned was deleted.
+        let missing: Vec<Id> = deals
+            .values()
+            .filter_map(|d| d.lead_id)
+            .filter(|l| !lead_map.contains_key(l))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut lead_jobs: Vec<ListJob> = missing
+            .chunks(PAGE)
+            .map(|ids| {
+                ListJob::new(
+                    "crm.lead.list",
+                    json!({"order": asc, "filter": {"@ID": ids}, "select": wire::LEAD_FIELDS, "start": -1}),
+                    Paging::Single,
+                )
+            })
+            .collect();
+        // Product rows of the deals won now (the window's won deals are among them).
+        let won: Vec<Id> = deals
+            .values()
+            .filter(|d| d.stage_semantics == Semantics::Success && !d.is_recurring)
+            .map(|d| d.id)
+            .collect();
+        let product_jobs: Vec<ListJob> =
+            won.iter().map(|id| ListJob::new("crm.deal.productrows.get", json!({"id": id}), Paging::Single)).collect();
+        lead_jobs.extend(product_jobs);
+        self.run(&mut lead_jobs).await?;
+        let product_jobs = lead_jobs.split_off(missing.len().div_ceil(PAGE));
+        for job in &lead_jobs {
+            lead_map.extend(job.rows.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
+        }
+        for (deal_id, job) in won.iter().zip(&product_jobs) {
+            snapshot.product_rows.extend(job.rows.iter().filter_map(|r| wire::product_row(*deal_id, r, notes)));
+        }
+
+        snapshot.deals = deals.into_values().collect();
+        snapshot.leads = lead_map.into_values().collect();
+        snapshot.activities = activity_map.into_values().collect();
+        snapshot.stage_history = history_map.into_values().collect();
+        snapshot.notes = notes_vec;
+        tracing::info!(
+            portal = %self.inner.redacted,
+            requests = self.requests_made(),
+            deals = snapshot.deals.len(),
+            leads = snapshot.leads.len(),
+            activities = snapshot.activities.len(),
+            "CRM records fetched."
+        );
+        Ok(snapshot)
+    }
+}
+
+fn take_rows<const N: usize>(jobs: Vec<ListJob>) -> [Vec<Map<String, Value>>; N] {
+    let v: Vec<_> = jobs.into_iter().map(|j| j.rows).collect();
+    v.try_into().unwrap_or_else(|_| panic!("exactly {N} list jobs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_php_query_strings() {
+        let q = php_query(&json!({"order": {"ID": "ASC"}, "filter": {">ID": "$result[a][49][ID]", "@TYPE_ID": [2, 4]},
+                                   "select": ["ID", "TITLE"], "start": -1}));
+        assert_eq!(
+            q,
+            "filter[%3EID]=%24result%5Ba%5D%5B49%5D%5BID%5D&filter[%40TYPE_ID][0]=2&filter[%40TYPE_ID][1]=4&order[ID]=ASC&select[0]=ID&select[1]=TITLE&start=-1"
+        );
+    }
+
+    #[test]
+    fn webhook_urls_need_https_and_are_never_shown() {
+        let ok =
+            Bitrix24Client::new(&Secret::new("https://acme.bitrix24.ru/rest/1/s3cr3tcode"), ClientSettings::default())
+                .unwrap();
+        assert_eq!(ok.redacted_url(), "https://acme.bitrix24.ru/rest/1/***/");
+        assert_eq!(ok.inner.base.as_str(), "https://acme.bitrix24.ru/rest/1/s3cr3tcode/");
+        assert!(!format!("{ok:?}").contains("s3cr3tcode"));
+        Bitrix24Client::new(&Secret::new("http://127.0.0.1:8080/rest/1/abc/"), ClientSettings::default()).unwrap();
+        let plain =
+            Bitrix24Client::new(&Secret::new("http://acme.bitrix24.ru/rest/1/s3cr3tcode/"), ClientSettings::default())
+                .unwrap_err();
+        assert!(!plain.is_transient());
+        assert!(plain.to_string().contains("https") && !plain.to_string().contains("s3cr3tcode"), "{plain}");
+        let path = Bitrix24Client::new(&Secret::new("https://acme.bitrix24.ru/s3cr3tcode/"), ClientSettings::default())
+            .unwrap_err();
+        assert!(!path.to_string().contains("s3cr3tcode"), "{path}");
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_not_status() {
+        let e = |code: &str, status| match classify(
+            "crm.deal.list",
+            &ApiError { code: code.into(), description: "x".into() },
+            status,
+        ) {
+            Failure::Transient(..) => "transient",
+            Failure::Permanent(..) => "permanent",
+        };
+        assert_eq!(e("QUERY_LIMIT_EXCEEDED", 200), "transient");
+        assert_eq!(e("QUERY_LIMIT_EXCEEDED", 429), "transient");
+        assert_eq!(e("OPERATION_TIME_LIMIT", 429), "transient");
+        assert_eq!(e("INTERNAL_SERVER_ERROR", 500), "transient");
+        assert_eq!(e("", 503), "transient");
+        assert_eq!(e("INVALID_CREDENTIALS", 401), "permanent");
+        assert_eq!(e("insufficient_scope", 403), "permanent");
+        assert_eq!(e("ERROR_METHOD_NOT_FOUND", 404), "permanent");
+        assert_eq!(e("", 400), "permanent");
+    }
+}

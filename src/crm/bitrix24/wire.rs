@@ -1,0 +1,576 @@
+//! Bitrix24's wire format and its conversion into `domain` records.
+//!
+//! A real portal serves numbers as strings or as numbers, empty values as `""` or `null`,
+//! flags as `Y`/`N` (or JSON booleans in `user.get`), empty maps as `[]` and maps with keys
+//! `0..n` as arrays (PHP's `json_encode`), ids as strings or integers, and dates as ISO 8601
+//! with an offset (`bitrix24-api.md` §5.12). Everything here accepts every such variant.
+//! Requests, retries and paging are `super`'s job; nothing outside `crm::bitrix24` sees
+//! these types.
+
+use std::collections::BTreeMap;
+
+use chrono::DateTime;
+use serde_json::{Map, Value};
+
+use crate::domain::{
+    Activity, Currency, Deal, Department, Id, Lead, Pipeline, ProductRow, Semantics, Source, Stage, StageChange,
+    Timestamp, User,
+};
+
+/// An error entry of the portal (`{"error": "...", "error_description": "..."}`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// May be empty: legacy CRM methods answer `"error": ""` with HTTP 400.
+    pub code: String,
+    pub description: String,
+}
+
+/// One answer of a REST method: a result with paging fields, or an error.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Envelope {
+    Success { result: Value, next: Option<u64>, total: Option<u64> },
+    Error(ApiError),
+}
+
+/// The `result` of a `batch` call, each map keyed by command name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchResult {
+    pub results: BTreeMap<String, Value>,
+    pub errors: BTreeMap<String, ApiError>,
+    pub totals: BTreeMap<String, u64>,
+    pub nexts: BTreeMap<String, u64>,
+}
+
+/// Reads a top-level answer. `Err` means the body is JSON but not an envelope.
+pub fn decode_envelope(body: &Value) -> Result<Envelope, String> {
+    let obj = body.as_object().ok_or_else(|| format!("expected a JSON object, got {}", kind(body)))?;
+    if let Some(code) = obj.get("error") {
+        // `error` may be a string (classic REST) or, rarely, an object with a `code`.
+        let code = match code {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => scalar_string(other).unwrap_or_else(|| other.to_string()),
+        };
+        let description = obj.get("error_description").and_then(scalar_string).unwrap_or_default();
+        return Ok(Envelope::Error(ApiError { code, description }));
+    }
+    let result = obj.get("result").cloned().ok_or("missing `result`")?;
+    Ok(Envelope::Success { result, next: obj.get("next").and_then(as_u64), total: obj.get("total").and_then(as_u64) })
+}
+
+/// Reads the `result` of a `batch` answer.
+pub fn decode_batch(result: &Value) -> Result<BatchResult, String> {
+    let obj = result.as_object().ok_or_else(|| format!("expected the batch object, got {}", kind(result)))?;
+    let mut out = BatchResult::default();
+    if let Some(v) = obj.get("result") {
+        out.results = php_map(v).map_err(|e| format!("result: {e}"))?;
+    }
+    if let Some(v) = obj.get("result_error") {
+        for (key, err) in php_map(v).map_err(|e| format!("result_error: {e}"))? {
+            let e = err.as_object().ok_or_else(|| format!("result_error[{key}] is {}", kind(&err)))?;
+            let code = e.get("error").and_then(scalar_string).unwrap_or_default();
+            let description = e.get("error_description").and_then(scalar_string).unwrap_or_default();
+            out.errors.insert(key, ApiError { code, description });
+        }
+    }
+    for (field, target) in [("result_total", &mut out.totals), ("result_next", &mut out.nexts)] {
+        if let Some(v) = obj.get(field) {
+            for (key, n) in php_map(v).map_err(|e| format!("{field}: {e}"))? {
+                let n = as_u64(&n).ok_or_else(|| format!("{field}[{key}] is not a count: {n}"))?;
+                target.insert(key, n);
+            }
+        }
+    }
+    if let Some(v) = obj.get("result_time") {
+        php_map(v).map_err(|e| format!("result_time: {e}"))?;
+    }
+    Ok(out)
+}
+
+/// A PHP associative array as `json_encode` writes it: an object, `[]` when empty, or an
+/// array when its keys happen to be `0..n`.
+pub fn php_map(v: &Value) -> Result<BTreeMap<String, Value>, String> {
+    match v {
+        Value::Object(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Value::Array(a) => Ok(a.iter().enumerate().map(|(i, v)| (i.to_string(), v.clone())).collect()),
+        Value::Null => Ok(BTreeMap::new()),
+        other => Err(format!("expected a map, got {}", kind(other))),
+    }
+}
+
+/// The rows of a list result: an array, `[]`, a PHP map of rows, or `{"items": [...]}`
+/// (`crm.stagehistory.list`, `crm.item.list`), `{"categories": [...]}`.
+pub fn rows(result: &Value) -> Result<Vec<Map<String, Value>>, String> {
+    let list: Vec<Value> = match result {
+        Value::Array(a) => a.clone(),
+        Value::Object(m) => {
+            if let Some(inner) = ["items", "categories", "productRows"].iter().find_map(|k| m.get(*k)) {
+                return rows(inner);
+            }
+            m.values().cloned().collect()
+        }
+        Value::Null => Vec::new(),
+        other => return Err(format!("expected a list of records, got {}", kind(other))),
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Object(m) => Ok(m),
+            other => Err(format!("record {i} is {}, not an object", kind(&other))),
+        })
+        .collect()
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+        }
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A scalar as text: strings as they are, numbers printed, booleans as `Y`/`N`.
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "Y" } else { "N" }.to_owned()),
+        _ => None,
+    }
+}
+
+/// Field readers over one record. A missing field, `null` and `""` are all "empty".
+pub struct Row<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Row<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Row<'a> {
+        Row { map }
+    }
+
+    /// The first of `keys` that is present (legacy UPPER_CASE or crm.item camelCase).
+    fn get(&self, keys: &[&str]) -> Option<&'a Value> {
+        keys.iter().find_map(|k| self.map.get(*k)).filter(|v| !v.is_null())
+    }
+
+    pub fn text(&self, keys: &[&str]) -> Option<String> {
+        self.get(keys).and_then(scalar_string).filter(|s| !s.trim().is_empty())
+    }
+
+    /// `Ok(None)` for empty, `Err(raw)` for a value that is not an id.
+    pub fn id(&self, keys: &[&str]) -> Result<Option<Id>, String> {
+        match self.get(keys) {
+            None => Ok(None),
+            Some(v) => match scalar_string(v) {
+                Some(s) if s.trim().is_empty() => Ok(None),
+                Some(s) => s.trim().parse::<Id>().map(Some).or_else(|_| {
+                    // `12.0` from a loose serializer is still id 12.
+                    s.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                        .map(|f| Some(f as Id))
+                        .ok_or(s)
+                }),
+                None => Err(v.to_string()),
+            },
+        }
+    }
+
+    pub fn number(&self, keys: &[&str]) -> Result<Option<f64>, String> {
+        match self.get(keys) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| s.clone()),
+            Some(other) => Err(other.to_string()),
+        }
+    }
+
+    pub fn date(&self, keys: &[&str]) -> Result<Option<Timestamp>, String> {
+        match self.text(keys) {
+            None => Ok(None),
+            Some(s) => parse_date(&s).map(Some).ok_or(s),
+        }
+    }
+
+    /// `Y`, `true`, `1` are yes; anything else (including empty) is no.
+    pub fn flag(&self, keys: &[&str]) -> bool {
+        match self.get(keys) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+            Some(Value::String(s)) => matches!(s.trim(), "Y" | "y" | "true" | "1"),
+            _ => false,
+        }
+    }
+
+    /// A list of ids: `[1, 3]`, `["1","3"]`, a PHP map of them, or a single id.
+    pub fn ids(&self, keys: &[&str]) -> Result<Vec<Id>, String> {
+        let items: Vec<Value> = match self.get(keys) {
+            None => return Ok(Vec::new()),
+            Some(Value::Array(a)) => a.clone(),
+            Some(Value::Object(m)) => m.values().cloned().collect(),
+            Some(v) => vec![v.clone()],
+        };
+        let mut out = Vec::new();
+        for v in items {
+            let holder: Map<String, Value> = [("v".to_owned(), v)].into_iter().collect();
+            if let Some(id) = Row::new(&holder).id(&["v"])? {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// ISO 8601 with an offset: `2024-06-13T18:23:54+02:00` (also `+0200`); a date alone is
+/// not an instant and is refused.
+pub fn parse_date(s: &str) -> Option<Timestamp> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s).ok().or_else(|| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%z").ok())
+}
+
+/// Collects what a conversion could not read, naming the record.
+pub struct Notes<'a> {
+    pub notes: &'a mut Vec<String>,
+}
+
+impl Notes<'_> {
+    fn soft<T>(&mut self, what: &str, field: &str, r: Result<Option<T>, String>) -> Option<T> {
+        match r {
+            Ok(v) => v,
+            Err(raw) => {
+                self.notes.push(format!("{what}: unreadable {field} {raw:?} ignored"));
+                None
+            }
+        }
+    }
+
+    fn hard<T>(&mut self, what: &str, field: &str, r: Result<Option<T>, String>) -> Option<T> {
+        match r {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                self.notes.push(format!("{what}: skipped, {field} is empty"));
+                None
+            }
+            Err(raw) => {
+                self.notes.push(format!("{what}: skipped, unreadable {field} {raw:?}"));
+                None
+            }
+        }
+    }
+}
+
+fn record_name(kind: &str, row: &Row<'_>) -> String {
+    match row.text(&["ID", "id"]) {
+        Some(id) => format!("{kind} {id}"),
+        None => format!("{kind} without ID"),
+    }
+}
+
+/// `user.get` row.
+pub fn user(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<User> {
+    let r = Row::new(m);
+    let what = record_name("user", &r);
+    let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
+    let email = r.text(&["EMAIL"]);
+    let full = [r.text(&["NAME"]), r.text(&["LAST_NAME"])].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let name = if !full.trim().is_empty() { full.trim().to_owned() } else { email.clone().unwrap_or(format!("#{id}")) };
+    let departments = match r.ids(&["UF_DEPARTMENT"]) {
+        Ok(d) => d,
+        Err(raw) => {
+            notes.notes.push(format!("{what}: unreadable UF_DEPARTMENT {raw:?} ignored"));
+            Vec::new()
+        }
+    };
+    Some(User { id, name, email, active: r.flag(&["ACTIVE"]), departments })
+}
+
+/// `department.get` row.
+pub fn department(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Department> {
+    let r = Row::new(m);
+    let what = record_name("department", &r);
+    let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
+    let parent = notes.soft(&what, "PARENT", r.id(&["PARENT"])).filter(|p| *p != 0 && *p != id);
+    Some(Department { id, name: r.text(&["NAME"]).unwrap_or_else(|| format!("#{id}")), parent })
+}
+
+/// `crm.category.list` row (typed numbers, camelCase).
+pub fn pipeline(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Pipeline> {
+    let r = Row::new(m);
+    let what = record_name("pipeline", &r);
+    let id = notes.hard(&what, "id", r.id(&["id", "ID"]))?;
+    let sort = notes.soft(&what, "sort", r.number(&["sort", "SORT"])).unwrap_or(0.0) as i64;
+    Some(Pipeline { id, name: r.text(&["name", "NAME"]).unwrap_or_else(|| format!("#{id}")), sort })
+}
+
+/// The pipeline a `crm.status.list` entity id belongs to: `DEAL_STAGE` is 0,
+/// `DEAL_STAGE_7` is 7; other entities are not deal stages.
+pub fn stage_entity_pipeline(entity_id: &str) -> Option<Id> {
+    match entity_id {
+        "DEAL_STAGE" => Some(0),
+        other => other.strip_prefix("DEAL_STAGE_").and_then(|n| n.parse().ok()),
+    }
+}
+
+/// `crm.status.list` row of a `DEAL_STAGE*` entity.
+pub fn stage(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Stage> {
+    let r = Row::new(m);
+    let what = record_name("stage", &r);
+    let id = notes.hard(&what, "STATUS_ID", Ok(r.text(&["STATUS_ID"])))?;
+    let pipeline_id = r
+        .text(&["ENTITY_ID"])
+        .and_then(|e| stage_entity_pipeline(&e))
+        .or_else(|| r.id(&["CATEGORY_ID"]).ok().flatten())
+        .unwrap_or(0);
+    let sort = notes.soft(&what, "SORT", r.number(&["SORT"])).unwrap_or(0.0) as i64;
+    let semantics = Semantics::from_code(&r.text(&["SEMANTICS"]).unwrap_or_default());
+    Some(Stage { name: r.text(&["NAME"]).unwrap_or_else(|| id.clone()), id, pipeline_id, sort, semantics })
+}
+
+/// `crm.status.list` row of the `SOURCE` entity.
+pub fn source(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Source> {
+    let r = Row::new(m);
+    let what = record_name("source", &r);
+    let id = notes.hard(&what, "STATUS_ID", Ok(r.text(&["STATUS_ID"])))?;
+    Some(Source { name: r.text(&["NAME"]).unwrap_or_else(|| id.clone()), id })
+}
+
+/// `crm.currency.list` row; a currency without a usable rate gets rate 0 and a note, so
+/// its deals are reported as unconvertible instead of silently counted at 1:1.
+pub fn currency(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Currency> {
+    let r = Row::new(m);
+    let code = notes.hard("currency without code", "CURRENCY", Ok(r.text(&["CURRENCY"])))?;
+    let what = format!("currency {code}");
+    let base = r.flag(&["BASE"]);
+    let amount = notes.soft(&what, "AMOUNT", r.number(&["AMOUNT"]));
+    let count = notes.soft(&what, "AMOUNT_CNT", r.number(&["AMOUNT_CNT"])).unwrap_or(1.0);
+    let rate = match amount {
+        Some(a) if a > 0.0 && count > 0.0 => a / count,
+        _ if base => 1.0,
+        _ => {
+            notes.notes.push(format!("{what}: no exchange rate"));
+            0.0
+        }
+    };
+    Some(Currency { code, rate, base })
+}
+
+/// The deal fields [`deal`] reads; the client selects exactly these (plus the
+/// satisfaction field).
+pub const DEAL_FIELDS: [&str; 16] = [
+    "ID",
+    "TITLE",
+    "CATEGORY_ID",
+    "STAGE_ID",
+    "STAGE_SEMANTIC_ID",
+    "CURRENCY_ID",
+    "OPPORTUNITY",
+    "LEAD_ID",
+    "ASSIGNED_BY_ID",
+    "DATE_CREATE",
+    "DATE_MODIFY",
+    "MOVED_TIME",
+    "CLOSEDATE",
+    "IS_RECURRING",
+    "IS_RETURN_CUSTOMER",
+    "SOURCE_ID",
+];
+
+/// `crm.deal.list` row. `stage_semantics` is the stage list's semantics of the deal's
+/// stage, preferred over `STAGE_SEMANTIC_ID` (which a portal may serve stale).
+pub fn deal(
+    m: &Map<String, Value>,
+    satisfaction_field: Option<&str>,
+    stage_semantics: impl Fn(&str) -> Option<Semantics>,
+    notes: &mut Notes<'_>,
+) -> Option<Deal> {
+    let r = Row::new(m);
+    let what = record_name("deal", &r);
+    let id = notes.hard(&what, "ID", r.id(&["ID", "id"]))?;
+    let assigned_by = notes.hard(&what, "ASSIGNED_BY_ID", r.id(&["ASSIGNED_BY_ID", "assignedById"]))?;
+    let created = notes.hard(&what, "DATE_CREATE", r.date(&["DATE_CREATE", "createdTime"]))?;
+    let stage_id = r.text(&["STAGE_ID", "stageId"]).unwrap_or_default();
+    let served = r.text(&["STAGE_SEMANTIC_ID", "stageSemanticId"]).map(|s| Semantics::from_code(&s));
+    let stage_semantics = stage_semantics(&stage_id).or(served).unwrap_or(Semantics::Process);
+    let opportunity = notes.soft(&what, "OPPORTUNITY", r.number(&["OPPORTUNITY", "opportunity"])).unwrap_or(0.0);
+    Some(Deal {
+        id,
+        title: r.text(&["TITLE", "title"]).unwrap_or_else(|| format!("#{id}")),
+        pipeline_id: notes.soft(&what, "CATEGORY_ID", r.id(&["CATEGORY_ID", "categoryId"])).unwrap_or(0),
+        stage_id,
+        stage_semantics,
+        currency: r.text(&["CURRENCY_ID", "currencyId"]).unwrap_or_default(),
+        opportunity,
+        lead_id: notes.soft(&what, "LEAD_ID", r.id(&["LEAD_ID", "leadId"])).filter(|l| *l != 0),
+        assigned_by,
+        created,
+        moved_time: notes.soft(&what, "MOVED_TIME", r.date(&["MOVED_TIME", "movedTime"])),
+        close_date: notes.soft(&what, "CLOSEDATE", r.date(&["CLOSEDATE", "closedate"])),
+        is_recurring: r.flag(&["IS_RECURRING", "isRecurring"]),
+        is_return_customer: r.flag(&["IS_RETURN_CUSTOMER", "isReturnCustomer"]),
+        source_id: r.text(&["SOURCE_ID", "sourceId"]),
+        satisfaction: satisfaction_field.and_then(|f| r.get(&[f])).and_then(scalar_string),
+    })
+}
+
+/// The lead fields [`lead`] reads.
+pub const LEAD_FIELDS: [&str; 5] = ["ID", "ASSIGNED_BY_ID", "DATE_CREATE", "STATUS_SEMANTIC_ID", "SOURCE_ID"];
+
+/// `crm.lead.list` row.
+pub fn lead(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Lead> {
+    let r = Row::new(m);
+    let what = record_name("lead", &r);
+    let id = notes.hard(&what, "ID", r.id(&["ID", "id"]))?;
+    let assigned_by = notes.hard(&what, "ASSIGNED_BY_ID", r.id(&["ASSIGNED_BY_ID", "assignedById"]))?;
+    let created = notes.hard(&what, "DATE_CREATE", r.date(&["DATE_CREATE", "createdTime"]))?;
+    Some(Lead {
+        id,
+        assigned_by,
+        created,
+        status_semantics: Semantics::from_code(&r.text(&["STATUS_SEMANTIC_ID", "stageSemanticId"]).unwrap_or_default()),
+        source_id: r.text(&["SOURCE_ID", "sourceId"]),
+    })
+}
+
+/// The activity fields [`activity`] reads.
+pub const ACTIVITY_FIELDS: [&str; 6] = ["ID", "RESPONSIBLE_ID", "TYPE_ID", "DIRECTION", "COMPLETED", "CREATED"];
+
+/// `crm.activity.list` row.
+pub fn activity(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Activity> {
+    let r = Row::new(m);
+    let what = record_name("activity", &r);
+    let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
+    let responsible = notes.hard(&what, "RESPONSIBLE_ID", r.id(&["RESPONSIBLE_ID"]))?;
+    let type_id = notes.hard(&what, "TYPE_ID", r.id(&["TYPE_ID"]))?;
+    let direction = notes.soft(&what, "DIRECTION", r.id(&["DIRECTION"])).unwrap_or(0);
+    let created = notes.hard(&what, "CREATED", r.date(&["CREATED"]))?;
+    Some(Activity {
+        id,
+        responsible,
+        type_id: type_id as u32,
+        direction: direction as u32,
+        completed: r.flag(&["COMPLETED"]),
+        created,
+    })
+}
+
+/// `crm.stagehistory.list` item of a deal (`entityTypeId` 2). Semantics come from the
+/// stage list when it knows the stage, as for deals.
+pub fn stage_change(
+    m: &Map<String, Value>,
+    stage_semantics: impl Fn(&str) -> Option<Semantics>,
+    notes: &mut Notes<'_>,
+) -> Option<StageChange> {
+    let r = Row::new(m);
+    let what = record_name("stage history entry", &r);
+    let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
+    let deal_id = notes.hard(&what, "OWNER_ID", r.id(&["OWNER_ID"]))?;
+    let stage_id = notes.hard(&what, "STAGE_ID", Ok(r.text(&["STAGE_ID"])))?;
+    let created = notes.hard(&what, "CREATED_TIME", r.date(&["CREATED_TIME"]))?;
+    let served = r.text(&["STAGE_SEMANTIC_ID"]).map(|s| Semantics::from_code(&s));
+    Some(StageChange {
+        id,
+        deal_id,
+        pipeline_id: notes.soft(&what, "CATEGORY_ID", r.id(&["CATEGORY_ID"])).unwrap_or(0),
+        semantics: stage_semantics(&stage_id).or(served).unwrap_or(Semantics::Process),
+        stage_id,
+        created,
+    })
+}
+
+/// `crm.deal.productrows.get` row (or `crm.item.productrow.list`, camelCase).
+pub fn product_row(deal_id: Id, m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<ProductRow> {
+    let r = Row::new(m);
+    let what = format!("product row {} of deal {deal_id}", r.text(&["ID", "id"]).unwrap_or_default());
+    let price = notes.hard(&what, "PRICE", r.number(&["PRICE", "price"]))?;
+    let quantity = notes.soft(&what, "QUANTITY", r.number(&["QUANTITY", "quantity"])).unwrap_or(1.0);
+    Some(ProductRow {
+        deal_id,
+        product_id: notes.soft(&what, "PRODUCT_ID", r.id(&["PRODUCT_ID", "productId"])).unwrap_or(0),
+        name: r.text(&["PRODUCT_NAME", "productName"]).unwrap_or_default(),
+        price,
+        quantity,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_every_spelling_of_a_value() {
+        let m = json!({"A": "12", "B": 12, "C": "", "D": null, "E": "12.50", "F": "Y", "G": true, "H": [1, "3"],
+                       "I": "2024-06-13T18:23:54+02:00", "J": "abc"});
+        let r = Row::new(m.as_object().unwrap());
+        assert_eq!(r.id(&["A"]), Ok(Some(12)));
+        assert_eq!(r.id(&["B"]), Ok(Some(12)));
+        assert_eq!(r.id(&["C"]), Ok(None));
+        assert_eq!(r.id(&["D"]), Ok(None));
+        assert_eq!(r.id(&["missing"]), Ok(None));
+        assert_eq!(r.id(&["J"]), Err("abc".to_owned()));
+        assert_eq!(r.number(&["E"]), Ok(Some(12.5)));
+        assert!(r.flag(&["F"]) && r.flag(&["G"]) && !r.flag(&["C"]));
+        assert_eq!(r.ids(&["H"]), Ok(vec![1, 3]));
+        assert_eq!(r.date(&["I"]).unwrap().unwrap().to_rfc3339(), "2024-06-13T18:23:54+02:00");
+        assert!(r.date(&["J"]).is_err());
+    }
+
+    #[test]
+    fn php_maps_come_as_objects_empty_arrays_or_arrays() {
+        assert!(php_map(&json!([])).unwrap().is_empty());
+        let a = php_map(&json!([{"error": ""}, {"error": "x"}])).unwrap();
+        assert_eq!(a.keys().collect::<Vec<_>>(), ["0", "1"]);
+        assert_eq!(php_map(&json!({"cmd": 1})).unwrap()["cmd"], json!(1));
+        assert!(php_map(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_field_becomes_a_note_naming_the_record() {
+        let mut notes = Vec::new();
+        let row = json!({"ID": "7", "ASSIGNED_BY_ID": "3", "DATE_CREATE": "2026-01-01T10:00:00+03:00",
+                         "OPPORTUNITY": "много", "STAGE_ID": "WON", "STAGE_SEMANTIC_ID": "P"});
+        let d = deal(
+            row.as_object().unwrap(),
+            None,
+            |s| (s == "WON").then_some(Semantics::Success),
+            &mut Notes { notes: &mut notes },
+        )
+        .unwrap();
+        assert_eq!(d.opportunity, 0.0);
+        assert_eq!(d.stage_semantics, Semantics::Success, "the stage list wins over STAGE_SEMANTIC_ID");
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("deal 7") && notes[0].contains("OPPORTUNITY"), "{notes:?}");
+
+        let broken = json!({"ID": "8", "ASSIGNED_BY_ID": "3", "DATE_CREATE": "вчера"});
+        assert!(deal(broken.as_object().unwrap(), None, |_| None, &mut Notes { notes: &mut notes }).is_none());
+        assert!(notes[1].contains("deal 8") && notes[1].contains("DATE_CREATE"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_currency_without_rate_is_noted() {
+        let mut notes = Vec::new();
+        let row = json!({"CURRENCY": "KZT", "AMOUNT": "", "AMOUNT_CNT": "100", "BASE": "N"});
+        let c = currency(row.as_object().unwrap(), &mut Notes { notes: &mut notes }).unwrap();
+        assert_eq!(c.rate, 0.0);
+        assert!(notes[0].contains("KZT"));
+        let idr = json!({"CURRENCY": "IDR", "AMOUNT": "54.8738", "AMOUNT_CNT": "10000", "BASE": "N"});
+        let c = currency(idr.as_object().unwrap(), &mut Notes { notes: &mut notes }).unwrap();
+        assert!((c.rate - 0.00548738).abs() < 1e-12);
+    }
+}

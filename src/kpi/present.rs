@@ -1,0 +1,440 @@
+//! How the KPI pass's numbers read: each KPI's name, unit and pre-formatted strings
+//! (`KpiText`), period titles, the `labels` map templates print, and the data-quality
+//! notes' sentences, in Russian or English.
+//!
+//! Number and date formats themselves live in `locale` (the e-mail's minijinja filters use
+//! them too); which number to show is `compute`'s business.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, Duration};
+
+use crate::config::KPI_KEYS;
+use crate::domain::{Period, PeriodKind};
+use crate::locale::{self, DASH, Language, fmt_count, fmt_days, fmt_money, fmt_number, fmt_pct, signed};
+
+use super::compute::lower_is_better;
+use super::model::{KpiText, KpiValue, Kpis, PeriodInfo, ReportData};
+
+/// What a KPI counts, which decides its format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Money,
+    /// A percentage; its delta is in percentage points.
+    Percent,
+    Days,
+    /// A satisfaction score.
+    Score,
+}
+
+/// The unit of a KPI key.
+pub fn unit_of(key: &str) -> Unit {
+    match key {
+        "revenue" | "avg_deal_value" | "open_pipeline_value" => Unit::Money,
+        "win_rate" | "lead_conversion" | "repeat_share" => Unit::Percent,
+        "cycle_days_median" | "cycle_days_mean" => Unit::Days,
+        "csat" => Unit::Score,
+        _ => Unit::Count,
+    }
+}
+
+/// A KPI's name in the report's language.
+pub fn kpi_label(key: &str, lang: Language) -> &'static str {
+    let (ru, en) = match key {
+        "deals_won" => ("Выиграно сделок", "Deals won"),
+        "revenue" => ("Выручка", "Revenue"),
+        "avg_deal_value" => ("Средний чек", "Average deal"),
+        "deals_lost" => ("Проиграно сделок", "Deals lost"),
+        "win_rate" => ("Доля выигранных", "Win rate"),
+        "leads_total" => ("Новые лиды", "New leads"),
+        "leads_converted" => ("Конвертировано лидов", "Leads converted"),
+        "lead_conversion" => ("Конверсия лидов", "Lead conversion"),
+        "cycle_days_median" => ("Цикл сделки (медиана), дн.", "Deal cycle (median), days"),
+        "cycle_days_mean" => ("Цикл сделки (среднее), дн.", "Deal cycle (mean), days"),
+        "emails_sent" => ("Отправлено писем", "E-mails sent"),
+        "calls_made" => ("Звонков", "Calls made"),
+        "csat" => ("Удовлетворённость клиентов", "Customer satisfaction"),
+        "csat_responses" => ("Оценок", "Ratings"),
+        "repeat_share" => ("Повторные клиенты", "Repeat customers"),
+        "open_pipeline_value" => ("Открытая воронка", "Open pipeline"),
+        _ => ("", ""),
+    };
+    match lang {
+        Language::Ru => ru,
+        Language::En => en,
+    }
+}
+
+/// A KPI value as shown; `—` for null.
+pub fn fmt_value(v: Option<f64>, unit: Unit, currency: &str, lang: Language) -> String {
+    let Some(v) = v else { return DASH.to_owned() };
+    match unit {
+        Unit::Count => fmt_count(v, lang),
+        Unit::Money => fmt_money(v, currency, lang),
+        Unit::Percent => fmt_pct(v, lang),
+        Unit::Days => fmt_days(v, lang),
+        Unit::Score => fmt_number(v, 1, lang),
+    }
+}
+
+/// A delta as shown: signed, percentage points labelled (`+3,2 п.п.`, `−1.5 pp`); `—` for
+/// null.
+pub fn fmt_delta(v: Option<f64>, unit: Unit, currency: &str, lang: Language) -> String {
+    let Some(v) = v else { return DASH.to_owned() };
+    let body = match unit {
+        Unit::Percent => {
+            let n = fmt_number(v, 1, lang);
+            match lang {
+                Language::Ru => format!("{n}{}п.п.", locale::NBSP),
+                Language::En => format!("{n}{}pp", locale::NBSP),
+            }
+        }
+        _ => fmt_value(Some(v), unit, currency, lang),
+    };
+    signed(v, &body)
+}
+
+/// A relative change: `+66,7 %`; `—` for null.
+pub fn fmt_delta_pct(v: Option<f64>, lang: Language) -> String {
+    v.map_or_else(|| DASH.to_owned(), |v| signed(v, &fmt_pct(v, lang)))
+}
+
+/// `up`, `down`, `flat`, or `none` without a delta.
+pub fn direction(delta: Option<f64>) -> &'static str {
+    match delta {
+        None => "none",
+        Some(d) if d.abs() < 1e-9 => "flat",
+        Some(d) if d > 0.0 => "up",
+        Some(_) => "down",
+    }
+}
+
+/// Whether the change is good news: for cycle time and lost deals, less is better.
+pub fn tone(key: &str, delta: Option<f64>) -> &'static str {
+    match (direction(delta), lower_is_better(key)) {
+        ("up", false) | ("down", true) => "good",
+        ("up", true) | ("down", false) => "bad",
+        _ => "neutral",
+    }
+}
+
+/// The pre-formatted strings of one KPI.
+pub fn kpi_text(key: &str, k: &KpiValue, currency: &str, lang: Language) -> KpiText {
+    let unit = unit_of(key);
+    KpiText {
+        label: kpi_label(key, lang).to_owned(),
+        value: fmt_value(k.value, unit, currency, lang),
+        previous: fmt_value(k.previous, unit, currency, lang),
+        delta: fmt_delta(k.delta, unit, currency, lang),
+        delta_pct: fmt_delta_pct(k.delta_pct, lang),
+        target: fmt_value(k.target, unit, currency, lang),
+        attainment: k.attainment_pct.map_or_else(|| DASH.to_owned(), |a| fmt_pct(a, lang)),
+        direction: direction(k.delta).to_owned(),
+        tone: tone(key, k.delta).to_owned(),
+    }
+}
+
+/// Fills `text` of every KPI.
+pub fn present_kpis(kpis: &mut Kpis, currency: &str, lang: Language) {
+    for key in KPI_KEYS {
+        let k = kpis.get_mut(key).expect("KPI_KEYS and Kpis name the same KPIs");
+        k.text = Some(kpi_text(key, k, currency, lang));
+    }
+}
+
+/// Fills every pre-formatted string of the report data and its `labels`.
+pub fn present(data: &mut ReportData, lang: Language) {
+    let currency = data.currency.clone();
+    present_kpis(&mut data.kpis, &currency, lang);
+    if let Some(k) = data.kpis_year_ago.as_mut() {
+        present_kpis(k, &currency, lang);
+    }
+    for row in data.managers.iter_mut().flatten() {
+        present_kpis(&mut row.kpis, &currency, lang);
+    }
+    for s in &mut data.stuck_deals {
+        s.value_text = Some(fmt_money(s.value, &currency, lang));
+    }
+    data.labels = labels(lang);
+}
+
+/// The source name of records without a `SOURCE_ID`.
+pub fn no_source_name(lang: Language) -> &'static str {
+    match lang {
+        Language::Ru => "Без источника",
+        Language::En => "No source",
+    }
+}
+
+/// A period for the report data, with RFC 3339 bounds in the zone and a title for people.
+pub fn period_info(p: &Period, lang: Language) -> PeriodInfo {
+    let kind = match p.kind {
+        PeriodKind::Week => "week",
+        PeriodKind::Month => "month",
+        PeriodKind::Custom => "custom",
+    };
+    PeriodInfo {
+        kind: kind.to_owned(),
+        label: p.label(),
+        start: p.start().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        end: p.end().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        title: period_title(p, lang),
+    }
+}
+
+/// `16.11.2026 – 22.11.2026`, `Ноябрь 2026`; `16 Nov – 22 Nov 2026`, `November 2026`.
+pub fn period_title(p: &Period, lang: Language) -> String {
+    let first = p.first_day;
+    let last = p.end_day - Duration::days(1);
+    match (p.kind, lang) {
+        (PeriodKind::Month, _) => format!("{} {}", locale::month_name(first.month(), lang), first.year()),
+        (_, Language::Ru) => format!("{} – {}", first.format("%d.%m.%Y"), last.format("%d.%m.%Y")),
+        (_, Language::En) => {
+            let day = |d: chrono::NaiveDate| format!("{} {}", d.day(), locale::month_short(d.month(), lang));
+            if first.year() == last.year() {
+                format!("{} – {} {}", day(first), day(last), last.year())
+            } else {
+                format!("{} {} – {} {}", day(first), first.year(), day(last), last.year())
+            }
+        }
+    }
+}
+
+/// A trend chart's axis label: `W47`, `ноя` / `Nov`, or the first day `16.11`.
+pub fn short_label(p: &Period, lang: Language) -> String {
+    match p.kind {
+        PeriodKind::Week => format!("W{:02}", p.first_day.iso_week().week()),
+        PeriodKind::Month => locale::month_short(p.first_day.month(), lang).to_owned(),
+        PeriodKind::Custom => p.first_day.format("%d.%m").to_string(),
+    }
+}
+
+/// Every string the templates print, by key: the KPI names under their KPI.md keys and the
+/// section titles and column headers.
+pub fn labels(lang: Language) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> =
+        KPI_KEYS.iter().map(|k| (k.to_string(), kpi_label(k, lang).to_owned())).collect();
+    const LABELS: &[(&str, &str, &str)] = &[
+        ("manager_report", "Эффективность менеджера", "Manager performance"),
+        ("department_report", "Эффективность менеджеров", "Sales team performance"),
+        ("funnel", "Воронка продаж", "Sales funnel"),
+        ("sources", "Источники лидов", "Lead sources"),
+        ("products", "Товары", "Products"),
+        ("stuck_deals", "Зависшие сделки", "Stuck deals"),
+        ("trend", "Динамика", "Trend"),
+        ("target", "Цель", "Target"),
+        ("previous_period", "Прошлый период", "Previous period"),
+        ("change", "Изменение", "Change"),
+        ("attainment", "Выполнение плана", "Target attainment"),
+        ("team_rank", "Место в команде", "Team rank"),
+        ("team_median", "Медиана команды", "Team median"),
+        ("hints", "Рекомендации", "Recommendations"),
+        ("notes", "Примечания о данных", "Data notes"),
+        ("no_data", "Нет данных", "No data"),
+        ("period", "Период", "Period"),
+        ("year_ago", "Год назад", "A year ago"),
+        ("value", "Значение", "Value"),
+        ("manager", "Менеджер", "Manager"),
+        ("managers", "Менеджеры", "Managers"),
+        ("deal", "Сделка", "Deal"),
+        ("deals", "Сделок", "Deals"),
+        ("stage", "Стадия", "Stage"),
+        ("pipeline", "Воронка", "Pipeline"),
+        ("days", "Дней", "Days"),
+        ("amount", "Сумма", "Amount"),
+        ("source", "Источник", "Source"),
+        ("product", "Товар", "Product"),
+        ("conversion", "Конверсия", "Conversion"),
+        ("median_days", "Медиана, дн.", "Median, days"),
+        ("cycle_distribution", "Распределение цикла сделки, дн.", "Deal cycle distribution, days"),
+        ("best", "Лучший результат", "Best"),
+        ("worst", "Худший результат", "Worst"),
+        ("of", "из", "of"),
+        ("generated_at", "Сформирован", "Generated"),
+        ("currency", "Валюта", "Currency"),
+        ("kpi", "Показатель", "KPI"),
+        ("no_stuck_deals", "Зависших сделок нет", "No stuck deals"),
+        ("pp", "п.п.", "pp"),
+    ];
+    for (key, ru, en) in LABELS {
+        out.insert(
+            key.to_string(),
+            match lang {
+                Language::Ru => ru,
+                Language::En => en,
+            }
+            .to_string(),
+        );
+    }
+    out
+}
+
+/// The data-quality notes' sentences: counts, not one line per record; a note only when its
+/// count is not zero.
+pub struct Notes {
+    lang: Language,
+    lines: Vec<String>,
+}
+
+impl Notes {
+    pub fn new(lang: Language) -> Notes {
+        Notes { lang, lines: Vec::new() }
+    }
+
+    fn push(&mut self, n: usize, ru: String, en: String) {
+        if n > 0 {
+            self.lines.push(match self.lang {
+                Language::Ru => ru,
+                Language::En => en,
+            });
+        }
+    }
+
+    pub fn fallback_won_at(&mut self, n: usize) {
+        self.push(
+            n,
+            format!("Выигранных сделок без перехода в успешную стадию в истории: {n}; дата выигрыша взята из MOVED_TIME или CLOSEDATE."),
+            format!("Won deals without an entry into a won stage in the stage history: {n}; the won date is taken from MOVED_TIME or CLOSEDATE."),
+        );
+    }
+
+    pub fn won_without_time(&mut self, n: usize) {
+        self.push(
+            n,
+            format!("Выигранных сделок без даты выигрыша (нет истории, MOVED_TIME и CLOSEDATE): {n}; не учтены."),
+            format!("Won deals without any won date (no history, MOVED_TIME or CLOSEDATE): {n}; not counted."),
+        );
+    }
+
+    pub fn no_rate(&mut self, n: usize, codes: &str) {
+        self.push(
+            n,
+            format!("Сделок в валюте без курса ({codes}): {n}; их сумма учтена как 0, сами сделки учтены."),
+            format!("Deals in a currency without a rate ({codes}): {n}; their amount counts as 0, the deals themselves count."),
+        );
+    }
+
+    pub fn won_without_value(&mut self, n: usize) {
+        self.push(
+            n,
+            format!("Выигранных сделок без суммы: {n}; учтены в количестве и в среднем чеке как 0."),
+            format!("Won deals without an amount: {n}; counted, with 0 in revenue and the average deal."),
+        );
+    }
+
+    pub fn unknown_stage(&mut self, n: usize) {
+        self.push(
+            n,
+            format!("Сделок в неизвестной стадии (нет в справочнике стадий): {n}."),
+            format!("Deals in a stage the stage list does not have: {n}."),
+        );
+    }
+
+    pub fn lead_gone(&mut self, n: usize) {
+        self.push(
+            n,
+            format!("Выигранных сделок, чей лид удалён: {n}; цикл сделки считается от создания сделки."),
+            format!("Won deals whose lead is deleted: {n}; their cycle counts from the deal's creation."),
+        );
+    }
+
+    /// Deals, leads and activities of users out of scope.
+    pub fn out_of_scope(&mut self, (deals, leads, activities): (usize, usize, usize)) {
+        self.push(
+            deals + leads + activities,
+            format!("Не учтены записи пользователей вне отдела продаж или неактивных: сделок {deals}, лидов {leads}, дел {activities}."),
+            format!("Records of inactive users or users outside the sales departments are not counted: {deals} deals, {leads} leads, {activities} activities."),
+        );
+    }
+
+    pub fn into_lines(self) -> Vec<String> {
+        self.lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kpi::compute::compare;
+
+    const MSK: chrono_tz::Tz = chrono_tz::Europe::Moscow;
+
+    #[test]
+    fn a_kpi_reads_with_its_unit_sign_and_tone() {
+        let won = kpi_text("deals_won", &compare("deals_won", Some(5.0), Some(3.0), Some(4.0)), "RUB", Language::Ru);
+        assert_eq!(won.value, "5");
+        assert_eq!(won.delta, "+2");
+        assert_eq!(won.delta_pct, "+66,7\u{a0}%");
+        assert_eq!(won.attainment, "125,0\u{a0}%");
+        assert_eq!((won.direction.as_str(), won.tone.as_str()), ("up", "good"));
+
+        let rev =
+            kpi_text("revenue", &compare("revenue", Some(1_234_567.0), Some(1_300_000.0), None), "RUB", Language::Ru);
+        assert_eq!(rev.value, "1\u{a0}234\u{a0}567\u{a0}₽");
+        assert_eq!(rev.delta, "−65\u{a0}433\u{a0}₽");
+        assert_eq!(rev.target, "—");
+        assert_eq!(rev.tone, "bad");
+
+        let conv =
+            kpi_text("lead_conversion", &compare("lead_conversion", Some(25.0), Some(21.8), None), "RUB", Language::En);
+        assert_eq!(conv.value, "25.0%");
+        assert_eq!(conv.delta, "+3.2\u{a0}pp");
+        let conv_ru =
+            kpi_text("lead_conversion", &compare("lead_conversion", Some(25.0), Some(21.8), None), "RUB", Language::Ru);
+        assert_eq!(conv_ru.delta, "+3,2\u{a0}п.п.");
+
+        let cycle = kpi_text(
+            "cycle_days_median",
+            &compare("cycle_days_median", Some(10.0), Some(12.5), Some(12.0)),
+            "RUB",
+            Language::Ru,
+        );
+        assert_eq!((cycle.delta.as_str(), cycle.direction.as_str(), cycle.tone.as_str()), ("−2,5", "down", "good"));
+        assert_eq!(cycle.attainment, "120,0\u{a0}%");
+
+        let lost = kpi_text("deals_lost", &compare("deals_lost", Some(4.0), Some(2.0), None), "RUB", Language::En);
+        assert_eq!(lost.tone, "bad");
+    }
+
+    #[test]
+    fn nulls_read_as_a_dash_with_no_direction() {
+        let t = kpi_text("avg_deal_value", &compare("avg_deal_value", None, Some(100.0), None), "USD", Language::En);
+        assert_eq!((t.value.as_str(), t.delta.as_str(), t.delta_pct.as_str()), ("—", "—", "—"));
+        assert_eq!((t.direction.as_str(), t.tone.as_str()), ("none", "neutral"));
+        let flat = kpi_text("calls_made", &compare("calls_made", Some(0.0), Some(0.0), None), "USD", Language::En);
+        assert_eq!((flat.delta.as_str(), flat.delta_pct.as_str(), flat.direction.as_str()), ("0", "—", "flat"));
+    }
+
+    #[test]
+    fn periods_have_titles_for_people() {
+        let w = Period::parse("2026-W47", MSK).unwrap();
+        let info = period_info(&w, Language::Ru);
+        assert_eq!(info.title, "16.11.2026 – 22.11.2026");
+        assert_eq!(
+            (info.start.as_str(), info.end.as_str()),
+            ("2026-11-16T00:00:00+03:00", "2026-11-23T00:00:00+03:00")
+        );
+        assert_eq!(period_title(&w, Language::En), "16 Nov – 22 Nov 2026");
+        let m = Period::parse("2026-11", MSK).unwrap();
+        assert_eq!(period_title(&m, Language::Ru), "Ноябрь 2026");
+        assert_eq!(period_title(&m, Language::En), "November 2026");
+        let across = Period::parse("2026-W01", MSK).unwrap();
+        assert_eq!(period_title(&across, Language::En), "29 Dec 2025 – 4 Jan 2026");
+        assert_eq!(short_label(&w, Language::Ru), "W47");
+        assert_eq!(short_label(&m, Language::Ru), "ноя");
+    }
+
+    #[test]
+    fn labels_name_every_kpi_and_section_in_both_languages() {
+        let ru = labels(Language::Ru);
+        let en = labels(Language::En);
+        for key in KPI_KEYS {
+            assert!(!ru[key].is_empty() && !en[key].is_empty(), "{key}");
+        }
+        assert_eq!(ru["funnel"], "Воронка продаж");
+        assert_eq!(en["funnel"], "Sales funnel");
+        assert_eq!(ru["csat"], "Удовлетворённость клиентов");
+        assert_eq!(ru.keys().collect::<Vec<_>>(), en.keys().collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,406 @@
+//! The Bitrix24 client against the Bitrix24 emulator over real HTTP on loopback, and the
+//! client's parser against responses captured from real portals.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use salespulse::config::Secret;
+use salespulse::crm::bitrix24::wire::{self, Envelope, Notes};
+use salespulse::crm::bitrix24::{Bitrix24Client, ClientSettings};
+use salespulse::crm::emulator::{Emulator, EmulatorOptions, PortalData, Record};
+use salespulse::crm::{CrmSource, FetchRequest, Scope, demo};
+use salespulse::domain::{CrmSnapshot, Semantics};
+use serde_json::Value;
+
+const AS_OF: &str = "2026-11-23T08:00:00+03:00";
+
+fn as_of() -> DateTime<chrono_tz::Tz> {
+    DateTime::parse_from_rfc3339(AS_OF).unwrap().with_timezone(&chrono_tz::Europe::Moscow)
+}
+
+/// A fast portal and a fast client: the tests check behaviour, not Bitrix24's pace.
+fn fast_portal() -> EmulatorOptions {
+    EmulatorOptions { rate_per_sec: 10_000.0, burst: 10_000, ..EmulatorOptions::default() }
+}
+
+fn fast_client(url: &str) -> Bitrix24Client {
+    let settings =
+        ClientSettings { rate_per_sec: 10_000.0, burst: 10_000, timeout: Duration::from_secs(10), max_retries: 12 };
+    Bitrix24Client::new(&Secret::new(url), settings).unwrap()
+}
+
+fn request(days: i64) -> FetchRequest {
+    let until = DateTime::parse_from_rfc3339(AS_OF).unwrap();
+    FetchRequest {
+        since: until - chrono::Duration::days(days),
+        until,
+        scope: Scope { departments: vec![3], managers: vec![], include_subdepartments: true },
+        satisfaction_field: Some("UF_CRM_CSAT".into()),
+    }
+}
+
+fn at(r: &Record, field: &str) -> Option<DateTime<FixedOffset>> {
+    r.get(field).and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+}
+
+fn id(r: &Record) -> u64 {
+    r["ID"].as_str().unwrap().parse().unwrap()
+}
+
+async fn fetch(data: PortalData, options: EmulatorOptions, days: i64) -> (CrmSnapshot, u64, Emulator) {
+    let emulator = Emulator::start(data, options).await.unwrap();
+    let client = fast_client(&emulator.webhook_url());
+    let snapshot = client.fetch(&request(days)).await.unwrap();
+    (snapshot, client.requests_made(), emulator)
+}
+
+#[tokio::test]
+async fn a_fetch_returns_what_the_portal_holds_for_the_window() {
+    let data = demo::portal(as_of());
+    let req = request(100);
+    let (snap, requests, emulator) = fetch(data.clone(), fast_portal(), 100).await;
+    emulator.shutdown().await;
+    assert!(snap.notes.is_empty(), "the demo portal is clean: {:?}", snap.notes);
+
+    assert_eq!(snap.users.len(), data.users.len());
+    assert_eq!(snap.departments.len(), 5);
+    assert_eq!(snap.pipelines.iter().map(|p| (p.id, p.name.as_str())).collect::<Vec<_>>(), [(0, "Общая"), (1, "Опт")]);
+    assert_eq!(snap.stages.len(), 13);
+    let won = snap.stages.iter().find(|s| s.id == "C1:WON").unwrap();
+    assert_eq!((won.pipeline_id, won.semantics, won.sort), (1, Semantics::Success, 40));
+    assert_eq!(snap.sources.iter().find(|s| s.id == "WEB").unwrap().name, "Веб-сайт");
+    assert_eq!(snap.currencies.iter().find(|c| c.code == "USD").unwrap().rate, 92.5);
+    assert_eq!(snap.base_currency(None), "RUB");
+    let ivan = snap.users.iter().find(|u| u.id == 17).unwrap();
+    assert_eq!((ivan.name.as_str(), ivan.departments.as_slice(), ivan.active), ("Иван Петров", &[5][..], true));
+
+    // Deals: modified in the window or open now, computed here from the portal's own rows.
+    let expected: BTreeSet<u64> = data
+        .deals
+        .iter()
+        .filter(|d| at(d, "DATE_MODIFY").unwrap() >= req.since || d["STAGE_SEMANTIC_ID"] == "P")
+        .map(id)
+        .collect();
+    assert_eq!(snap.deals.iter().map(|d| d.id).collect::<BTreeSet<_>>(), expected);
+    assert!(expected.len() > 500, "a window of 100 days holds hundreds of deals, got {}", expected.len());
+
+    let leads: BTreeSet<u64> = data.leads.iter().map(id).collect();
+    let expected_leads: BTreeSet<u64> = data
+        .leads
+        .iter()
+        .filter(|l| at(l, "DATE_CREATE").unwrap() >= req.since)
+        .map(id)
+        .chain(snap.deals.iter().filter_map(|d| d.lead_id).filter(|l| leads.contains(l)))
+        .collect();
+    assert_eq!(snap.leads.iter().map(|l| l.id).collect::<BTreeSet<_>>(), expected_leads);
+
+    let expected_activities = data
+        .activities
+        .iter()
+        .filter(|a| at(a, "CREATED").unwrap() >= req.since && a["DIRECTION"] == "2")
+        .filter(|a| a["TYPE_ID"] == "2" || a["TYPE_ID"] == "4")
+        .count();
+    assert_eq!(snap.activities.len(), expected_activities);
+    let expected_history = data.stage_history.iter().filter(|h| at(h, "CREATED_TIME").unwrap() >= req.since).count();
+    assert_eq!(snap.stage_history.len(), expected_history);
+
+    // One won deal in foreign currency, field by field.
+    let row = data
+        .deals
+        .iter()
+        .find(|d| d["STAGE_SEMANTIC_ID"] == "S" && d["CURRENCY_ID"] == "USD" && expected.contains(&id(d)))
+        .unwrap();
+    let deal = snap.deals.iter().find(|d| d.id == id(row)).unwrap();
+    assert_eq!(deal.title, row["TITLE"].as_str().unwrap());
+    assert_eq!(deal.opportunity, row["OPPORTUNITY"].as_str().unwrap().parse::<f64>().unwrap());
+    assert_eq!(deal.currency, "USD");
+    assert_eq!(deal.stage_semantics, Semantics::Success);
+    assert_eq!(deal.satisfaction.as_deref(), row["UF_CRM_CSAT"].as_str());
+    assert_eq!(deal.created, at(row, "DATE_CREATE").unwrap());
+    assert_eq!(deal.moved_time, at(row, "MOVED_TIME"));
+    let rows: Vec<_> = snap.product_rows.iter().filter(|p| p.deal_id == deal.id).collect();
+    assert_eq!(rows.len(), data.product_rows[&deal.id].len());
+    let sum: f64 = rows.iter().map(|p| p.price * p.quantity).sum();
+    assert!((sum - deal.opportunity).abs() < 0.01, "product rows add up to the deal: {sum} vs {}", deal.opportunity);
+
+    // The awkward records come through as what they are.
+    let specials = demo::special_deals(&data);
+    let fetched: BTreeSet<u64> = snap.deals.iter().map(|d| d.id).collect();
+    if let Some(d) = specials["recurring"].iter().find(|d| fetched.contains(d)) {
+        assert!(snap.deals.iter().find(|x| x.id == *d).unwrap().is_recurring);
+    }
+    for d in specials["won_lead_deleted"].iter().filter(|d| fetched.contains(d)) {
+        let deal = snap.deals.iter().find(|x| x.id == *d).unwrap();
+        assert!(!snap.leads.iter().any(|l| Some(l.id) == deal.lead_id), "a deleted lead is absent");
+    }
+
+    // Packed into batches: far fewer requests than pages.
+    let pages = (expected.len() + expected_leads.len() + expected_activities + expected_history) / 50;
+    assert!((requests as usize) < pages / 10, "{requests} requests for {pages} pages");
+}
+
+#[tokio::test]
+async fn faults_of_the_portal_do_not_change_the_snapshot() {
+    let data = demo::portal(as_of());
+    let (clean, _, emulator) = fetch(data.clone(), fast_portal(), 40).await;
+    emulator.shutdown().await;
+    let faulty = EmulatorOptions {
+        server_errors: 0.1,
+        rate_limit_errors: 0.1,
+        garbage_bodies: 0.1,
+        delays: 0.05,
+        delay: Duration::from_millis(1500),
+        command_errors: 0.01,
+        seed: 42,
+        ..fast_portal()
+    };
+    let emulator = Emulator::start(data, faulty).await.unwrap();
+    let settings =
+        ClientSettings { rate_per_sec: 10_000.0, burst: 10_000, timeout: Duration::from_millis(700), max_retries: 20 };
+    let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
+    let snapshot = client.fetch(&request(40)).await.unwrap();
+    let stats = emulator.stats();
+    emulator.shutdown().await;
+    assert!(stats.faults >= 2, "faults were injected: {stats:?}");
+    assert!(client.requests_made() > stats.requests - stats.faults, "failed requests were retried");
+    assert_eq!(snapshot, clean);
+}
+
+#[tokio::test]
+async fn a_wrong_webhook_code_stops_with_a_permanent_error_that_hides_the_code() {
+    let emulator = Emulator::start(demo::portal(as_of()), fast_portal()).await.unwrap();
+    let url = emulator.webhook_url().replace("demo-webhook-code", "wr0ng-s3cret");
+    let client = fast_client(&url);
+    let err = client.fetch(&request(7)).await.unwrap_err();
+    emulator.shutdown().await;
+    let text = err.to_string();
+    assert!(!err.is_transient(), "{text}");
+    assert_eq!(client.requests_made(), 1, "a permanent error is not retried");
+    assert!(text.contains("user.get") && text.contains("INVALID_CREDENTIALS"), "{text}");
+    assert!(text.contains("webhook"), "the message tells the admin what to fix: {text}");
+    assert!(!text.contains("wr0ng-s3cret") && !format!("{err:?}").contains("wr0ng-s3cret"), "{err:?}");
+    assert!(!format!("{client:?}").contains("wr0ng-s3cret"));
+}
+
+#[tokio::test]
+async fn a_command_the_webhook_may_not_call_stops_the_run_and_is_named() {
+    let options = EmulatorOptions { denied_methods: vec!["crm.activity.list".into()], ..fast_portal() };
+    let emulator = Emulator::start(demo::portal(as_of()), options).await.unwrap();
+    let client = fast_client(&emulator.webhook_url());
+    let err = client.fetch(&request(7)).await.unwrap_err();
+    emulator.shutdown().await;
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert!(text.starts_with("failed to call crm.activity.list (") && text.contains("insufficient_scope"), "{text}");
+    assert!(text.contains("scope"), "the admin learns which permission to grant: {text}");
+}
+
+#[tokio::test]
+async fn a_portal_that_keeps_failing_is_a_transient_error_after_the_retries() {
+    let options = EmulatorOptions { server_errors: 1.0, ..fast_portal() };
+    let emulator = Emulator::start(demo::portal(as_of()), options).await.unwrap();
+    let settings =
+        ClientSettings { rate_per_sec: 10_000.0, burst: 10_000, timeout: Duration::from_secs(5), max_retries: 3 };
+    let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
+    let err = client.fetch(&request(7)).await.unwrap_err();
+    emulator.shutdown().await;
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(client.requests_made(), 4, "one attempt and three retries");
+    assert!(err.to_string().contains("INTERNAL_SERVER_ERROR") && err.to_string().contains("4 attempts"), "{err}");
+}
+
+#[tokio::test]
+async fn an_html_page_instead_of_json_is_a_permanent_error() {
+    let app = axum::Router::new()
+        .fallback(|| async { axum::response::Html("<!DOCTYPE html><html>Авторизация</html>") });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = fast_client(&format!("http://{addr}/rest/1/abc/"));
+    let err = client.fetch(&request(7)).await.unwrap_err();
+    server.abort();
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("HTML") && err.to_string().contains("batch"), "{err}");
+}
+
+#[tokio::test]
+async fn the_portal_bucket_refuses_a_flood_and_the_client_bucket_avoids_it() {
+    let options = EmulatorOptions { rate_per_sec: 20.0, burst: 10, ..EmulatorOptions::default() };
+    let emulator = Emulator::start(demo::portal(as_of()), options).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}crm.currency.list", emulator.webhook_url());
+    let mut refused = 0;
+    for _ in 0..30 {
+        let r = http.post(&url).json(&serde_json::json!({})).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        if body["error"] == "QUERY_LIMIT_EXCEEDED" {
+            assert_eq!(status, 503);
+            refused += 1;
+        }
+    }
+    assert!(refused >= 15, "a flood of 30 requests into a bucket of 10 is mostly refused ({refused})");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let before = emulator.stats().rate_limited;
+    let settings = ClientSettings { rate_per_sec: 18.0, burst: 9, timeout: Duration::from_secs(10), max_retries: 0 };
+    let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
+    for _ in 0..3 {
+        client.fetch(&request(3)).await.unwrap();
+    }
+    assert_eq!(emulator.stats().rate_limited, before, "the client's own bucket kept it under the portal's");
+    assert!(client.requests_made() > 9, "more requests than one burst went out: {}", client.requests_made());
+    emulator.shutdown().await;
+}
+
+#[test]
+fn the_demo_portal_is_the_same_for_the_same_instant() {
+    assert_eq!(demo::portal(as_of()), demo::portal(as_of()));
+}
+
+/// Every response captured from real portals decodes without loss.
+#[test]
+fn every_captured_real_response_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bitrix24-real-responses");
+    let mut seen = 0;
+    let mut full_leads = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        seen += 1;
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let envelopes: Vec<Value> = match json {
+            Value::Array(pages) => pages,
+            Value::Object(ref m) if m.contains_key("response") => vec![m["response"].clone()],
+            other => vec![other],
+        };
+        for env in envelopes {
+            let Envelope::Success { result, total, .. } = wire::decode_envelope(&env).unwrap() else {
+                panic!("{name}: captured answers are successes");
+            };
+            let is_batch = result.get("result_error").is_some();
+            let mut notes = Vec::new();
+            if is_batch {
+                let batch = wire::decode_batch(&result).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let raw = &result["result"];
+                let count = match raw {
+                    Value::Object(m) => m.len(),
+                    Value::Array(a) => a.len(),
+                    _ => 0,
+                };
+                assert_eq!(batch.results.len(), count, "{name}: every command's result is kept");
+                for (key, value) in &batch.results {
+                    if name.starts_with("crm_stagehistory") {
+                        let rows = wire::rows(value).unwrap();
+                        assert_eq!(rows.len() as u64, batch.totals[key], "{name}");
+                        let parsed: Vec<_> = rows
+                            .iter()
+                            .filter_map(|r| wire::stage_change(r, |_| None, &mut Notes { notes: &mut notes }))
+                            .collect();
+                        assert_eq!(parsed.len(), rows.len(), "{name}: {notes:?}");
+                    }
+                    if name.starts_with("crm_lead_list") {
+                        full_leads += leads_of(&name, &wire::rows(value).unwrap());
+                    }
+                    if name == "call_single_success.json" {
+                        // crm.lead.get: one lead with every field, as the portal stores it.
+                        full_leads += leads_of(&name, &[value.as_object().unwrap().clone()]);
+                    }
+                    if name.starts_with("crm_item_productrow") {
+                        let rows = wire::rows(value).unwrap();
+                        let parsed: Vec<_> = rows
+                            .iter()
+                            .filter_map(|r| wire::product_row(1, r, &mut Notes { notes: &mut notes }))
+                            .collect();
+                        assert_eq!(parsed.len(), 2, "{name}: {notes:?}");
+                        assert!(
+                            parsed.iter().all(|p| p.quantity > 0.0 && p.product_id > 0 && !p.name.is_empty()),
+                            "{parsed:?}"
+                        );
+                    }
+                }
+                if name == "crm_get_batch_mix_success_and_errors.json" {
+                    assert_eq!(batch.errors.keys().collect::<Vec<_>>(), ["0", "1"]);
+                    assert_eq!(batch.errors["1"].code, "");
+                    assert_eq!(batch.errors["1"].description, "Not found");
+                }
+                if name == "batch_list_empty.json" {
+                    assert_eq!(batch.totals["order0000000000"], 0);
+                    assert!(wire::rows(&batch.results["order0000000000"]).unwrap().is_empty());
+                }
+                continue;
+            }
+            let rows = wire::rows(&result);
+            if name.starts_with("crm_lead_list") {
+                let rows = rows.unwrap();
+                full_leads += leads_of(&name, &rows);
+                assert!(total.unwrap() >= rows.len() as u64);
+            } else if name == "stagehistory.json" {
+                let rows = rows.unwrap();
+                let changes: Vec<_> = rows
+                    .iter()
+                    .filter_map(|r| wire::stage_change(r, |_| None, &mut Notes { notes: &mut notes }))
+                    .collect();
+                assert_eq!(changes.len(), rows.len(), "{name}: {notes:?}");
+                assert_eq!(total, Some(490));
+            } else if name == "crm_category_list.json" {
+                let rows = rows.unwrap();
+                let pipelines: Vec<_> =
+                    rows.iter().filter_map(|r| wire::pipeline(r, &mut Notes { notes: &mut notes })).collect();
+                assert_eq!(pipelines.len(), 52);
+                assert_eq!(pipelines[1].name, "Закупки");
+            }
+            assert!(notes.is_empty(), "{name}: {notes:?}");
+        }
+    }
+    assert_eq!(seen, 19, "all captured files were read");
+    assert!(full_leads >= 1, "the lead with every field became a lead ({full_leads})");
+}
+
+/// Lead rows into `domain::Lead`: rows served with the fields a lead needs all convert
+/// without a note; rows selected down to `ID, TITLE` keep their id. Returns the leads made.
+fn leads_of(name: &str, rows: &[Record]) -> usize {
+    let mut made = 0;
+    for row in rows {
+        let mut notes = Vec::new();
+        if row.contains_key("DATE_CREATE") {
+            let lead = wire::lead(row, &mut Notes { notes: &mut notes }).unwrap_or_else(|| panic!("{name}: {notes:?}"));
+            assert!(notes.is_empty(), "{name}: {notes:?}");
+            assert_eq!(lead.id.to_string(), row["ID"].as_str().unwrap());
+            assert_eq!(lead.created, at(row, "DATE_CREATE").unwrap());
+            made += 1;
+        } else {
+            assert!(wire::Row::new(row).id(&["ID"]).unwrap().is_some(), "{name}: {row:?}");
+        }
+    }
+    made
+}
+
+#[tokio::test]
+async fn fifteen_months_at_the_portals_own_pace_never_hit_its_limit() {
+    let data = demo::portal(as_of());
+    let emulator = Emulator::start(data, EmulatorOptions::default()).await.unwrap();
+    let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), ClientSettings::default()).unwrap();
+    let started = std::time::Instant::now();
+    let snapshot = client.fetch(&request(440)).await.unwrap();
+    let stats = emulator.stats();
+    emulator.shutdown().await;
+    eprintln!(
+        "{} requests, {} commands, {} activities, {:?} (server {:?})",
+        client.requests_made(),
+        stats.commands,
+        snapshot.activities.len(),
+        started.elapsed(),
+        stats.server_time
+    );
+    assert_eq!(stats.rate_limited, 0);
+    // Packed 50 commands a batch, with a few partly filled batches where lists end.
+    let requests = client.requests_made();
+    assert!(requests <= stats.commands.div_ceil(50) + 6, "{requests} requests for {} commands", stats.commands);
+    assert!(snapshot.activities.len() > 10_000);
+}

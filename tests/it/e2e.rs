@@ -1,0 +1,356 @@
+//! The whole product through the real binary: `report` and `send` for both jobs on the demo
+//! portal, checked against KPI.md computed here, independently, from the demo portal's
+//! wire records; delivery through a real SMTP server with STARTTLS and AUTH; config errors
+//! with their exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, FixedOffset, TimeZone};
+use mail_parser::MimeHeaders;
+use serde_json::Value;
+
+use salespulse::crm::emulator::{PortalData, Record};
+
+use crate::support::pdf;
+use crate::support::smtp::{SmtpOptions, TestSmtp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_salespulse");
+const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/salespulse.toml");
+
+fn run(dir: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("SALESPULSE_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The slot a report of `period` belongs to in the demo config (KPI.md: the first slot at
+/// or after the period's end), which is also the demo portal's "now".
+fn moscow(y: i32, m: u32, d: u32, h: u32) -> DateTime<chrono_tz::Tz> {
+    chrono_tz::Europe::Moscow.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+fn ts(v: &Value) -> Option<DateTime<FixedOffset>> {
+    v.as_str().filter(|s| !s.is_empty()).and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+}
+
+fn s<'a>(r: &'a Record, key: &str) -> &'a str {
+    r.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// KPI.md, written out plainly over the wire records, for one population and period.
+struct Expected {
+    deals_won: u64,
+    revenue: f64,
+    leads_total: u64,
+    emails_sent: u64,
+}
+
+fn expected(
+    data: &PortalData,
+    managers: &[&str],
+    start: DateTime<FixedOffset>,
+    end: DateTime<FixedOffset>,
+) -> Expected {
+    let inside = |t: Option<DateTime<FixedOffset>>| t.is_some_and(|t| t >= start && t < end);
+    let rate = |code: &str| {
+        let c = data.currencies.iter().find(|c| s(c, "CURRENCY") == code).expect("every demo currency has a rate");
+        s(c, "AMOUNT").parse::<f64>().unwrap() / s(c, "AMOUNT_CNT").parse::<f64>().unwrap()
+    };
+    let success_stages: Vec<&str> =
+        data.statuses.iter().filter(|st| s(st, "SEMANTICS") == "S").map(|st| s(st, "STATUS_ID")).collect();
+    let mut e = Expected { deals_won: 0, revenue: 0.0, leads_total: 0, emails_sent: 0 };
+    for deal in &data.deals {
+        if !managers.contains(&s(deal, "ASSIGNED_BY_ID")) || s(deal, "IS_RECURRING") == "Y" {
+            continue;
+        }
+        if !success_stages.contains(&s(deal, "STAGE_ID")) {
+            continue; // not won now: open, lost, or won and reopened
+        }
+        let won_at = data
+            .stage_history
+            .iter()
+            .filter(|h| s(h, "OWNER_ID") == s(deal, "ID") && s(h, "STAGE_SEMANTIC_ID") == "S")
+            .filter_map(|h| ts(&h["CREATED_TIME"]))
+            .max()
+            .or_else(|| ts(&deal["MOVED_TIME"]))
+            .or_else(|| ts(&deal["CLOSEDATE"]));
+        if inside(won_at) {
+            e.deals_won += 1;
+            e.revenue += s(deal, "OPPORTUNITY").parse::<f64>().unwrap() * rate(s(deal, "CURRENCY_ID"));
+        }
+    }
+    e.leads_total = data
+        .leads
+        .iter()
+        .filter(|l| managers.contains(&s(l, "ASSIGNED_BY_ID")) && inside(ts(&l["DATE_CREATE"])))
+        .count() as u64;
+    e.emails_sent = data
+        .activities
+        .iter()
+        .filter(|a| {
+            managers.contains(&s(a, "RESPONSIBLE_ID"))
+                && s(a, "TYPE_ID") == "4"
+                && s(a, "DIRECTION") == "2"
+                && s(a, "COMPLETED") == "Y"
+                && inside(ts(&a["CREATED"]))
+        })
+        .count() as u64;
+    e
+}
+
+fn value(data: &Value, kpi: &str) -> f64 {
+    data["kpis"][kpi]["value"].as_f64().unwrap_or_else(|| panic!("kpis.{kpi}.value is a number in {data}"))
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn manager_scorecards_match_kpi_md_on_the_demo_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = ok(&run(
+        dir.path(),
+        Path::new(DEMO_CONFIG),
+        &["report", "manager-weekly", "--period", "2026-W47", "--out", "out"],
+    ));
+    let out = dir.path().join("out/manager-weekly/2026-W47");
+    let pdfs = files_with(&out, "pdf");
+    assert_eq!(stdout.lines().count(), pdfs.len(), "report prints each PDF it wrote");
+    assert!(pdfs.len() >= 8, "one scorecard per active manager in scope, got {pdfs:?}");
+
+    let portal = salespulse::crm::demo::portal(moscow(2026, 11, 23, 8));
+    let (start, end) = (moscow(2026, 11, 16, 0).fixed_offset(), moscow(2026, 11, 23, 0).fixed_offset());
+    let mut seen_ivan = false;
+    let mut any_won = false;
+    for pdf_path in &pdfs {
+        let data: Value = serde_json::from_slice(&std::fs::read(pdf_path.with_extension("json")).unwrap()).unwrap();
+        assert_eq!(data["report"], "manager");
+        assert_eq!(data["period"]["label"], "2026-W47");
+        assert_eq!(data["period"]["start"], "2026-11-16T00:00:00+03:00");
+        assert_eq!(data["previous_period"]["label"], "2026-W46");
+        let id = data["manager"]["id"].as_str().unwrap().to_owned();
+        let want = expected(&portal, &[id.as_str()], start, end);
+        assert_eq!(value(&data, "deals_won") as u64, want.deals_won, "deals_won of manager {id}");
+        assert!((value(&data, "revenue") - want.revenue).abs() < 0.005, "revenue of manager {id}");
+        assert_eq!(value(&data, "leads_total") as u64, want.leads_total, "leads_total of manager {id}");
+        assert_eq!(value(&data, "emails_sent") as u64, want.emails_sent, "emails_sent of manager {id}");
+        any_won |= want.deals_won > 0;
+
+        // The PDF shows the same numbers, formatted as the data says.
+        let bytes = std::fs::read(pdf_path).unwrap();
+        assert!(bytes.starts_with(b"%PDF-"));
+        let text = pdf::normalize(&pdf::text(&bytes));
+        let name = data["manager"]["name"].as_str().unwrap();
+        assert!(text.contains(&pdf::normalize(name)), "{name} in {}", pdf_path.display());
+        for kpi in ["deals_won", "revenue", "emails_sent"] {
+            let shown = pdf::normalize(data["kpis"][kpi]["text"]["value"].as_str().unwrap());
+            assert!(text.contains(&shown), "{kpi} = {shown:?} of {name} is printed");
+        }
+        assert!(text.contains("Эффективность менеджера"));
+        if id == "17" {
+            seen_ivan = true;
+            assert_eq!(pdf_path.file_name().unwrap().to_str().unwrap(), "2026-W47 Иван Петров.pdf");
+        }
+    }
+    assert!(seen_ivan, "manager 17 (Иван Петров) has a scorecard");
+    assert!(any_won, "the demo week has won deals to show");
+}
+
+#[test]
+fn department_report_matches_kpi_md_and_is_one_population() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&run(
+        dir.path(),
+        Path::new(DEMO_CONFIG),
+        &["report", "department-monthly", "--period", "2026-10", "--out", "out"],
+    ));
+    let out = dir.path().join("out/department-monthly/2026-10");
+    let pdfs = files_with(&out, "pdf");
+    assert_eq!(pdfs.len(), 1, "{pdfs:?}");
+    let data: Value = serde_json::from_slice(&std::fs::read(pdfs[0].with_extension("json")).unwrap()).unwrap();
+    assert_eq!(data["report"], "department");
+    let managers: Vec<String> =
+        data["managers"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert!(managers.len() >= 8);
+    let ids: Vec<&str> = managers.iter().map(String::as_str).collect();
+
+    // The department job's slot for October is 1 November 09:00.
+    let portal = salespulse::crm::demo::portal(moscow(2026, 11, 1, 9));
+    let want = expected(&portal, &ids, moscow(2026, 10, 1, 0).fixed_offset(), moscow(2026, 11, 1, 0).fixed_offset());
+    assert_eq!(value(&data, "deals_won") as u64, want.deals_won);
+    assert!((value(&data, "revenue") - want.revenue).abs() < 0.005);
+    assert_eq!(value(&data, "leads_total") as u64, want.leads_total);
+    assert_eq!(value(&data, "emails_sent") as u64, want.emails_sent);
+    let summed: f64 = data["managers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kpis"]["revenue"]["value"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!((summed - want.revenue).abs() < 0.01, "revenue is additive over managers");
+    // Breakdowns of KPI.md: every pipeline's every stage, sources by revenue.
+    let funnel = data["breakdowns"]["funnel"].as_array().unwrap();
+    assert_eq!(funnel.len(), 2, "two pipelines");
+    let sources = data["breakdowns"]["sources"].as_array().unwrap();
+    let revenues: Vec<f64> = sources.iter().map(|s| s["revenue"].as_f64().unwrap()).collect();
+    assert!(revenues.windows(2).all(|w| w[0] >= w[1]), "sources by revenue descending: {revenues:?}");
+
+    let text = pdf::normalize(&pdf::text(&std::fs::read(&pdfs[0]).unwrap()));
+    assert!(text.contains("Эффективность менеджеров"));
+    for m in data["managers"].as_array().unwrap() {
+        let name = pdf::normalize(m["name"].as_str().unwrap());
+        assert!(text.contains(&name), "{name} in the department table");
+    }
+    assert!(text.contains(&pdf::normalize(data["kpis"]["revenue"]["text"]["value"].as_str().unwrap())));
+}
+
+#[test]
+fn a_report_for_a_period_is_the_same_whenever_it_runs() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for dir in [&a, &b] {
+        ok(&run(
+            dir.path(),
+            Path::new(DEMO_CONFIG),
+            &["report", "manager-weekly", "--period", "2026-W40", "--only", "17", "--out", "out"],
+        ));
+    }
+    let file = "out/manager-weekly/2026-W40/2026-W40 Иван Петров.json";
+    let ja = std::fs::read(a.path().join(file)).unwrap();
+    assert_eq!(ja, std::fs::read(b.path().join(file)).unwrap());
+    let data: Value = serde_json::from_slice(&ja).unwrap();
+    assert_eq!(data["generated_at"], "2026-10-05T08:00:00+03:00", "generated_at is the slot, not the clock");
+}
+
+#[test]
+fn send_to_the_outbox_gives_each_manager_their_own_scorecard_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Path::new(DEMO_CONFIG);
+    let first = run(dir.path(), config, &["send", "manager-weekly", "--period", "2026-W47"]);
+    ok(&first);
+    let outbox = dir.path().join("outbox");
+    let emls = files_with(&outbox, "eml");
+    assert!(emls.len() >= 8, "{emls:?}");
+    let mut recipients = Vec::new();
+    for eml in &emls {
+        let bytes = std::fs::read(eml).unwrap();
+        let msg = mail_parser::MessageParser::default().parse(&bytes).expect("a parseable .eml");
+        let to: Vec<String> =
+            msg.to().map(|a| a.iter().filter_map(|x| x.address().map(str::to_owned)).collect()).unwrap_or_default();
+        assert_eq!(to.len(), 1, "each scorecard goes to one manager alone: {to:?} in {}", eml.display());
+        assert_eq!(msg.attachment_count(), 1);
+        let name = msg.attachment(0).unwrap().attachment_name().unwrap().to_owned();
+        assert!(name.starts_with("2026-W47 ") && name.ends_with(".pdf"), "{name}");
+        recipients.push(to[0].clone());
+    }
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), emls.len(), "no manager gets two");
+    // The PDFs stay in the state directory.
+    assert!(!files_with(&dir.path().join("state/reports/manager-weekly/2026-W47"), "pdf").is_empty());
+
+    // Sending the same job and period again sends nothing; --resend --only resends one.
+    ok(&run(dir.path(), config, &["send", "manager-weekly", "--period", "2026-W47"]));
+    assert_eq!(files_with(&outbox, "eml").len(), emls.len());
+    ok(&run(dir.path(), config, &["send", "manager-weekly", "--period", "2026-W47", "--only", "17", "--resend"]));
+    let after = files_with(&outbox, "eml");
+    assert!(after.len() == emls.len() + 1 || after.len() == emls.len(), "at most one more file: {after:?}");
+}
+
+#[test]
+fn department_report_is_delivered_through_smtp_with_starttls_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestSmtp::start(SmtpOptions::default());
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let config_text = std::fs::read_to_string(DEMO_CONFIG).unwrap().replace(
+        "[mail]\ntransport = \"outbox\"\noutbox_dir = \"outbox\"\n",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nusername = \"{}\"\npassword_env = \"SP_TEST_SMTP_PASSWORD\"\nca_file = \"{}\"\n",
+            server.port,
+            server.username,
+            ca.display()
+        ),
+    );
+    assert!(config_text.contains("transport = \"smtp\""), "the demo config's [mail] section was replaced");
+    let config = dir.path().join("smtp.toml");
+    std::fs::write(&config, config_text).unwrap();
+
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", config.to_str().unwrap(), "send", "department-monthly", "--period", "2026-10"])
+        .env("SP_TEST_SMTP_PASSWORD", &server.password)
+        .env("SALESPULSE_LOG", "warn")
+        .output()
+        .unwrap();
+    ok(&out);
+    let received = server.received();
+    assert_eq!(received.len(), 1, "one message to the department's recipients");
+    let msg = &received[0];
+    let mut to = msg.to.clone();
+    to.sort();
+    assert_eq!(to, ["ceo@demo.salespulse.local", "head-of-sales@demo.salespulse.local"]);
+    assert_eq!(msg.user.as_deref(), Some(server.username.as_str()), "the client authenticated");
+    let text = msg.text();
+    assert!(text.contains("Subject: "));
+
+    // The attached PDF is byte-identical to the rendered one kept in the state directory.
+    let stored = files_with(&dir.path().join("state/reports/department-monthly/2026-10"), "pdf");
+    assert_eq!(stored.len(), 1);
+    let rendered = std::fs::read(&stored[0]).unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&msg.data).expect("a parseable message");
+    let attachment = parsed.attachment(0).expect("a PDF attachment");
+    assert_eq!(attachment.attachment_name(), Some("2026-10 Отдел продаж.pdf"));
+    assert_eq!(attachment.contents(), rendered.as_slice());
+    assert!(parsed.subject().is_some_and(|s| s.contains("2026") || s.contains("Октябрь")), "{:?}", parsed.subject());
+}
+
+#[test]
+fn config_errors_exit_2_and_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "timezone = \"Europe/Moskva\"\n[crm]\nsource = \"demo\"\n[mail]\ntransport = \"outbox\"\nfrom = \"a@b.ru\"\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &bad, &["check", "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:1:") && err.contains("timezone"), "{err}");
+
+    std::fs::write(&bad, "[crm]\nsource = \"demo\"\ncolour = 1\n[mail]\ntransport = \"outbox\"\nfrom = \"a@b.ru\"\n")
+        .unwrap();
+    let out = run(dir.path(), &bad, &["check", "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3:") && err.contains("colour"), "{err}");
+
+    let out = run(dir.path(), Path::new(DEMO_CONFIG), &["report", "no-such-job"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(dir.path(), Path::new(DEMO_CONFIG), &["report", "manager-weekly", "--period", "2026-W99"]);
+    assert_eq!(out.status.code(), Some(2));
+    ok(&run(dir.path(), Path::new(DEMO_CONFIG), &["check", "--offline"]));
+}
