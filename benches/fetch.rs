@@ -1,15 +1,16 @@
-//! Fetch: the first full run of `manager-weekly` (2026-W47, 12-week trend and the same week
-//! a year before) from the Bitrix24 emulator over loopback, with the default limits on both
-//! sides (2 requests/s, burst 50): requests, wall time against the rate-limit floor, the
-//! emulator's summed server time; then `fast_bitrix24` (PyPI) on the same portal.
+//! Fetch: the first full run of each job of the demo config (`manager-weekly` for 2026-W47
+//! with its 12-week trend, `department-monthly` for 2026-10 with its 12-month trend and the
+//! month a year before) from the Bitrix24 emulator over loopback, with the default limits on
+//! both sides (2 requests/s, burst 50): requests, wall time against the rate-limit floor,
+//! the emulator's summed server time; then `fast_bitrix24` (PyPI) on the same portal.
 //!
 //! The portal of issue 3 (500 managers, 200 000 deals, 300 000 leads, 1 000 000 activities,
 //! 1 000 000 stage-history rows) divided by DIVISOR (default 10): at 2 requests/s the full
 //! portal takes a quarter of an hour by arithmetic alone. `--unlimited` also fetches the
 //! full-size portal with the limits lifted, to count the requests it needs and its CPU cost.
 //!
-//! `cargo bench --bench fetch -- [DIVISOR] [--unlimited] [--no-python]`. Nothing here
-//! passes or fails.
+//! `cargo bench --bench fetch -- [DIVISOR] [--job NAME] [--unlimited] [--no-python]`.
+//! Nothing here passes or fails.
 
 mod common;
 
@@ -37,103 +38,91 @@ fn full() -> synth::Spec {
 
 fn main() {
     let divisor = measure::size_arg(10).max(1);
+    let jobs: Vec<String> = match measure::option("--job") {
+        Some(job) => vec![job],
+        None => vec!["manager-weekly".into(), "department-monthly".into()],
+    };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
     println!("salespulse fetch benchmark\nmachine: {}", measure::machine());
     let config = synth::config();
-    let request = fetch_core::request(&config);
-    println!("window: since {} until {}", request.since, request.until);
     let options = EmulatorOptions::default();
     let settings = ClientSettings::default();
     let mut table = Table::new(
-        "Fetch, first full run (no cache)",
-        &[
-            "portal",
-            "client",
-            "limits",
-            "requests",
-            "wall",
-            "floor (req−50)/2",
-            "emulator server time",
-            "records fetched",
-        ],
+        "Fetch, first full run (no cache), default limits on both sides: 2 requests/s, burst 50",
+        &["job (window)", "client", "requests", "wall", "floor (req−50)/2", "emulator server time", "records fetched"],
     );
 
     let spec = full().scaled_down(divisor);
     let t = Instant::now();
     let company = synth::company(&spec, true);
     let portal = company.portal.expect("asked for the wire form");
-    let scaled_estimate = fetch_core::estimate(&company.snapshot, &request);
-    drop(company.snapshot);
     println!("portal: {} (generated in {}, RSS {})", spec.describe(), secs(t.elapsed()), mib(measure::rss_kib()));
 
-    let held = portal.clone();
-    measure::reset_peak();
-    let before = measure::rss_kib();
-    let run = rt.block_on(fetch_core::run(held, options.clone(), settings.clone(), &request));
-    let peak = measure::peak_kib();
-    match &run {
-        Ok(r) => table.row(row(&spec, "salespulse", "2/s, burst 50", r, options.rate_per_sec, options.burst)),
-        Err(e) => table.row(vec![spec.describe(), "salespulse".into(), format!("failed: {e}")]),
-    };
-    if let Ok(r) = &run {
-        println!(
-            "request arithmetic for this portal: {} requests estimated, {} made",
-            scaled_estimate.requests, r.client_requests
-        );
-        println!(
-            "memory: RSS {} before the fetch (two copies of the portal: one for this run, one kept for the next), peak {} during it (+{})",
-            mib(before),
-            mib(peak),
-            mib(peak.saturating_sub(before))
-        );
-        println!(
-            "salespulse: {} requests, {} commands, {} rate-limited by the emulator; {} deals, {} leads, {} activities, {} history, {} product rows",
-            r.client_requests,
-            r.emulator.commands,
-            r.emulator.rate_limited,
-            r.snapshot.deals.len(),
-            r.snapshot.leads.len(),
-            r.snapshot.activities.len(),
-            r.snapshot.stage_history.len(),
-            r.snapshot.product_rows.len()
-        );
-    }
-
-    if !measure::flag("--no-python") {
-        match venv_python() {
-            None => println!("(no target/bench-venv: fast_bitrix24 is skipped; see benches/python/setup.sh)"),
-            Some(python) => {
-                let out =
-                    rt.block_on(fast_bitrix24(&python, portal.clone(), options.clone(), &request.since.to_rfc3339()));
-                match out {
-                    Ok((wall, stats, records, note)) => {
-                        table.row(vec![
-                            spec.describe(),
-                            format!("fast_bitrix24 {note}"),
-                            "2/s, burst 50".into(),
-                            stats.requests.to_string(),
-                            secs(wall),
-                            secs(fetch_core::floor(stats.requests, options.rate_per_sec, options.burst)),
-                            secs(stats.server_time),
-                            records,
-                        ]);
-                    }
-                    Err(e) => println!("fast_bitrix24 failed: {e}"),
-                }
+    for job in &jobs {
+        let request = fetch_core::request(&config, job);
+        let window = format!("{job} ({} .. {})", request.since.date_naive(), request.until.date_naive());
+        let estimate = fetch_core::estimate(&company.snapshot, &request);
+        let held = portal.clone();
+        measure::reset_peak();
+        let before = measure::rss_kib();
+        let run = rt.block_on(fetch_core::run(held, options.clone(), settings.clone(), &request));
+        let peak = measure::peak_kib();
+        match &run {
+            Ok(r) => {
+                table.row(row(&window, "salespulse", r, options.rate_per_sec, options.burst));
+                println!(
+                    "{job}: {} requests made ({} by the request arithmetic), {} commands, {} refused by the emulator's bucket; \
+                     RSS {} before, peak {} during the fetch (+{}; the emulator's portal is in this process too)",
+                    r.client_requests,
+                    estimate.requests,
+                    r.emulator.commands,
+                    r.emulator.rate_limited,
+                    mib(before),
+                    mib(peak),
+                    mib(peak.saturating_sub(before))
+                );
             }
+            Err(e) => {
+                table.row(vec![window.clone(), "salespulse".into(), format!("failed: {e}")]);
+            }
+        }
+        if measure::flag("--no-python") {
+            continue;
+        }
+        let Some(python) = venv_python() else {
+            println!("(no target/bench-venv: fast_bitrix24 is skipped; see benches/python/setup.sh)");
+            continue;
+        };
+        match rt.block_on(fast_bitrix24(&python, portal.clone(), options.clone(), &request.since.to_rfc3339())) {
+            Ok((wall, stats, records, note)) => {
+                table.row(vec![
+                    window.clone(),
+                    format!("fast_bitrix24 {note}"),
+                    stats.requests.to_string(),
+                    secs(wall),
+                    secs(fetch_core::floor(stats.requests, options.rate_per_sec, options.burst)),
+                    secs(stats.server_time),
+                    records,
+                ]);
+            }
+            Err(e) => println!("fast_bitrix24 failed: {e}"),
         }
     }
     drop(portal);
+    drop(company.snapshot);
+    println!("portal of this run: {}", spec.describe());
+    print!("{}", table.render());
 
     if measure::flag("--unlimited") {
         let spec = full();
+        let request = fetch_core::request(&config, jobs.last().expect("at least one job"));
         let t = Instant::now();
         let company = synth::company(&spec, true);
         let portal = company.portal.expect("asked for the wire form");
         drop(company.snapshot);
         println!(
-            "full portal: {} (generated in {}, RSS {})",
+            "\nfull portal: {} (generated in {}, RSS {})",
             spec.describe(),
             secs(t.elapsed()),
             mib(measure::rss_kib())
@@ -141,33 +130,36 @@ fn main() {
         let lifted = EmulatorOptions { rate_per_sec: 1e6, burst: 1_000_000, ..EmulatorOptions::default() };
         let fast = ClientSettings { rate_per_sec: 1e6, burst: 1_000_000, ..ClientSettings::default() };
         match rt.block_on(fetch_core::run(portal, lifted, fast, &request)) {
-            Ok(r) => {
-                let mut cells = row(&spec, "salespulse", "lifted", &r, options.rate_per_sec, options.burst);
-                cells[5] = format!(
-                    "{} at 2/s",
-                    secs(fetch_core::floor(r.client_requests, options.rate_per_sec, options.burst))
-                );
-                table.row(cells);
-            }
-            Err(e) => {
-                table.row(vec![spec.describe(), "salespulse".into(), "lifted".into(), format!("failed: {e}")]);
-            }
+            Ok(r) => println!(
+                "limits lifted: {} requests in {}, emulator server time {}, floor at 2/s {}; peak RSS {}",
+                r.client_requests,
+                secs(r.wall),
+                secs(r.emulator.server_time),
+                secs(fetch_core::floor(r.client_requests, 2.0, 50)),
+                mib(measure::peak_kib())
+            ),
+            Err(e) => println!("limits lifted: failed: {e}"),
         }
-        println!("peak RSS {}", mib(measure::peak_kib()));
     }
-    print!("{}", table.render());
-    floor_table(&request);
+    for job in &jobs {
+        floor_table(job, &fetch_core::request(&config, job));
+    }
     println!("\nincremental second run: not measured — the client has no cache yet (every run is a full fetch).");
 }
 
 /// The full portal of issue 3, counted rather than fetched: pages per list, requests, and
 /// the time the portal's limits alone impose.
-fn floor_table(request: &salespulse::crm::FetchRequest) {
+fn floor_table(job: &str, request: &salespulse::crm::FetchRequest) {
     let spec = full();
     let company = synth::company(&spec, false);
     let e = fetch_core::estimate(&company.snapshot, request);
     let mut t = Table::new(
-        &format!("Rate-limit floor for the full portal of issue 3 ({})", spec.describe()),
+        &format!(
+            "Rate-limit floor of {job} ({} .. {}) on the full portal of issue 3 ({})",
+            request.since.date_naive(),
+            request.until.date_naive(),
+            spec.describe()
+        ),
         &["what", "rows", "pages / commands"],
     );
     for (list, rows, pages) in &e.lists {
@@ -188,12 +180,11 @@ fn floor_table(request: &salespulse::crm::FetchRequest) {
     print!("{}", t.render());
 }
 
-fn row(spec: &synth::Spec, client: &str, limits: &str, r: &FetchRun, rate: f64, burst: u32) -> Vec<String> {
+fn row(window: &str, client: &str, r: &FetchRun, rate: f64, burst: u32) -> Vec<String> {
     let s = &r.snapshot;
     vec![
-        spec.describe(),
+        window.into(),
         client.into(),
-        limits.into(),
         r.client_requests.to_string(),
         secs(r.wall),
         secs(fetch_core::floor(r.client_requests, rate, burst)),

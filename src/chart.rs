@@ -37,6 +37,9 @@ const DEPARTMENT_WIDTH: u32 = 640;
 /// tables beside the charts list everyone anyway.
 pub const MAX_BARS: usize = 15;
 
+/// Pixels between a horizontal bar's end and its value label.
+const LABEL_GAP_PX: f64 = 8.0;
+
 /// One chart: its name, the virtual path templates read it from, and the SVG.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chart {
@@ -368,12 +371,16 @@ fn horizontal_bars(
                 bar
             }))
             .map_err(err)?;
+        // A fixed gap in pixels between a bar's end and its label: a leading space would
+        // be collapsed by the SVG reader and the label would touch the bar.
+        let (plot_width, _) = chart.plotting_area().dim_in_pixel();
+        let gap = max * LABEL_GAP_PX / f64::from(plot_width.max(1));
         chart
             .draw_series(rows.iter().enumerate().map(|(i, r)| {
                 let row = (n - 1) as usize - i;
                 Text::new(
-                    format!(" {}", r.2),
-                    (r.1, SegmentValue::CenterOf(row as i32)),
+                    r.2.clone(),
+                    (r.1 + gap, SegmentValue::CenterOf(row as i32)),
                     font(18.0).pos(plotters::style::text_anchor::Pos::new(
                         plotters::style::text_anchor::HPos::Left,
                         plotters::style::text_anchor::VPos::Center,
@@ -411,7 +418,7 @@ fn sources(data: &ReportData) -> Result<Chart, ChartError> {
         .filter(|s| s.leads_total > 0)
         .map(|s| {
             let pct = s.lead_conversion.unwrap_or(0.0);
-            let pct_text = if en { format!("{pct:.1} %") } else { format!("{pct:.1} %").replace('.', ",") };
+            let pct_text = if en { format!("{pct:.1}%") } else { format!("{pct:.1}\u{a0}%").replace('.', ",") };
             let name = if s.name.is_empty() { s.id.clone() } else { s.name.clone() };
             (name, pct, format!("{pct_text} ({}/{})", s.leads_converted, s.leads_total))
         })
@@ -439,8 +446,7 @@ fn funnel(data: &ReportData) -> Result<Chart, ChartError> {
                 .filter(|s| s.semantics != "F")
                 .map(|s| {
                     let conv = s.conversion_pct.map_or(String::new(), |c| {
-                        let t = format!("  ({c:.0} %)");
-                        if data.language == "en" { t } else { t.replace('.', ",") }
+                        if data.language == "en" { format!("  ({c:.0}%)") } else { format!("  ({c:.0}\u{a0}%)") }
                     });
                     (s.name.clone(), s.deals as f64, format!("{}{conv}", s.deals))
                 })

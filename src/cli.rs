@@ -232,8 +232,7 @@ async fn check(config: &Config, offline: bool) -> Result<ExitCode, Failure> {
     pipeline.check_crm(slot).await.map_err(anyhow::Error::from)?;
     println!("crm: ok");
     let mailer = crate::mail::mailer_from_config(&config.mail).map_err(anyhow::Error::from)?;
-    // TODO(lead): crate::mail::check_connection once the mail module has it.
-    let _ = &mailer;
+    crate::mail::check_connection(&mailer).await.map_err(anyhow::Error::from)?;
     println!("mail: ok");
     Ok(ExitCode::SUCCESS)
 }
@@ -250,6 +249,9 @@ fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {
     }
     for u in &summary.unknown {
         println!("  sent again after an interrupted attempt: {} <{}>", u.recipient_name, u.to.join(", "));
+    }
+    for n in &summary.notices {
+        println!("  sent with a note: {} <{}>: {}", n.recipient_name, n.to.join(", "), n.reason);
     }
     if let Some(e) = &summary.digest_error {
         println!("  the admin digest could not be sent: {e}");

@@ -786,7 +786,14 @@ pub fn parse_cron(line: &str) -> Result<croner::Cron, String> {
             "expected 5 crontab fields (minute hour day-of-month month day-of-week), got {fields} in {line:?}"
         ));
     }
-    croner::Cron::from_str(trimmed).map_err(|e| format!("bad crontab line {line:?}: {e}"))
+    let cron = croner::Cron::from_str(trimmed).map_err(|e| format!("bad crontab line {line:?}: {e}"))?;
+    // `0 0 30 2 *` parses but never fires: a job that silently never runs is worse than an
+    // error. Any line that fires at all fires within eight years of any date.
+    let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).expect("valid date");
+    match cron.find_next_occurrence(&from, false) {
+        Ok(next) if next < from + chrono::Duration::days(8 * 366) => Ok(cron),
+        _ => Err(format!("crontab line {line:?} never fires")),
+    }
 }
 
 /// Webhooks must use https, except to a loopback host (a local test portal).
@@ -906,9 +913,14 @@ from = "reports@example.ru"
             "[[job]]\nname = \"w\"\nreport = \"manager\"\nschedule = \"0 8 * * MON *\"\nperiod = \"previous-week\"\n";
         let (line, key, msg) = invalid(&format!("{MINIMAL}{job}"));
         assert_eq!((line, key.as_str()), (10, "job.schedule"), "{msg}");
-        let job = job.replace("0 8 * * MON *", "0 25 * * MON");
-        let (_, key, _) = invalid(&format!("{MINIMAL}{job}"));
+        let bad_hour = job.replace("0 8 * * MON *", "0 25 * * MON");
+        let (_, key, _) = invalid(&format!("{MINIMAL}{bad_hour}"));
         assert_eq!(key, "job.schedule");
+        let never = job.replace("0 8 * * MON *", "0 0 30 2 *");
+        let (_, key, msg) = invalid(&format!("{MINIMAL}{never}"));
+        assert_eq!(key, "job.schedule");
+        assert!(msg.contains("never fires"), "{msg}");
+        assert!(parse_cron("0 9 29 2 *").is_ok(), "29 February fires in leap years");
     }
 
     #[test]

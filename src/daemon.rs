@@ -22,6 +22,9 @@
 //!
 //! Transient job failures (the CRM down, an SMTP outage) are retried with capped backoff;
 //! a job error is transient when its chain holds a transient `CrmError` or `MailError`.
+//! An outage that outlasts those retries gets a second chance every hour
+//! ([`RunOptions::retry_every`]): rows that failed transiently are sent again and a failed
+//! run is run again, while the slot is within `catch_up_hours`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -79,18 +82,25 @@ impl StopReason {
     }
 }
 
-/// Completes on SIGTERM, SIGINT or SIGHUP, saying which kind of stop was asked for.
-pub async fn stop_signal() -> StopReason {
+/// Completes on SIGTERM, SIGINT or SIGHUP, saying which kind of stop was asked for. The
+/// handlers are installed when this is called (inside a tokio runtime), not when the future
+/// is first polled, so a signal arriving during start-up is not lost to the default action.
+pub fn stop_signal() -> impl Future<Output = StopReason> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-        // No signal handling (not expected on Unix): Ctrl-C still works.
-        let _ = tokio::signal::ctrl_c().await;
-        return StopReason::Terminate;
-    };
-    tokio::select! {
-        _ = term.recv() => StopReason::Terminate,
-        _ = tokio::signal::ctrl_c() => StopReason::Terminate,
-        _ = hup.recv() => StopReason::Restart,
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (term, int, hup) else {
+            // No signal handling (not expected on Unix): Ctrl-C still works.
+            let _ = tokio::signal::ctrl_c().await;
+            return StopReason::Terminate;
+        };
+        tokio::select! {
+            _ = term.recv() => StopReason::Terminate,
+            _ = int.recv() => StopReason::Terminate,
+            _ = hup.recv() => StopReason::Restart,
+        }
     }
 }
 
@@ -108,11 +118,14 @@ pub struct RunOptions {
     pub tick: Duration,
     /// Tell systemd about readiness and stopping (`sd_notify`).
     pub notify_systemd: bool,
+    /// How often deliveries that failed transiently, and job runs that failed, are tried
+    /// again (while their slot is within `catch_up_hours`).
+    pub retry_every: Duration,
 }
 
 impl Default for RunOptions {
     fn default() -> RunOptions {
-        RunOptions { tick: Duration::from_secs(20), notify_systemd: true }
+        RunOptions { tick: Duration::from_secs(20), notify_systemd: true, retry_every: Duration::from_secs(3600) }
     }
 }
 
@@ -123,7 +136,8 @@ pub async fn run<T>(
     shutdown: impl Future<Output = T>,
     runner: impl JobRunner,
 ) -> Result<T, DaemonError> {
-    run_with(config, clock, shutdown, runner, RunOptions::default()).await
+    // On the heap: the loop's state holds a whole pipeline run, too large for a stack.
+    Box::pin(run_with(config, clock, shutdown, runner, RunOptions::default())).await
 }
 
 /// [`run`] with explicit [`RunOptions`].
@@ -138,12 +152,14 @@ pub async fn run_with<T>(
     let store = Store::open(&config.state_dir)?;
     let mut daemon = Daemon { config: &config, clock: &*clock, store: &store, runner: &runner, options };
     let shutdown = std::pin::pin!(shutdown);
-    let mut shutdown = Shutdown { future: shutdown, output: None };
+    let mut shutdown = Shutdown { future: shutdown, output: None, stop: tokio::sync::watch::Sender::new(false) };
 
+    // A first look also lets a shutdown future that sets something up on its first poll do so.
+    shutdown.requested();
     notify(options, &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("starting: catching up")]);
     info!(state_dir = %config.state_dir.display(), jobs = config.jobs.len(), "Daemon started.");
 
-    daemon.finish_unsent(&mut shutdown).await?;
+    daemon.finish_unsent(None, &mut shutdown).await?;
     // Each job's slots are handled up to and including this instant.
     let mut done: Vec<DateTime<Utc>> = Vec::with_capacity(config.jobs.len());
     let started = clock.now();
@@ -155,8 +171,15 @@ pub async fn run_with<T>(
         done.push(started);
     }
 
+    let retry_every = chrono::Duration::from_std(options.retry_every).unwrap_or(chrono::Duration::hours(1));
+    let mut next_retry = started + retry_every;
     while !shutdown.requested() {
         let now = clock.now();
+        if now >= next_retry {
+            next_retry = now + retry_every;
+            daemon.retry_failed(now, &mut shutdown).await?;
+            continue;
+        }
         let next = config
             .jobs
             .iter()
@@ -205,6 +228,8 @@ pub async fn run_with<T>(
 struct Shutdown<'a, F: Future> {
     future: std::pin::Pin<&'a mut F>,
     output: Option<F::Output>,
+    /// Tells deliveries in flight to stop waiting between retries.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl<F: Future> Shutdown<'_, F> {
@@ -215,6 +240,7 @@ impl<F: Future> Shutdown<'_, F> {
             let mut cx = std::task::Context::from_waker(waker);
             if let std::task::Poll::Ready(v) = self.future.as_mut().poll(&mut cx) {
                 self.output = Some(v);
+                self.stop.send_replace(true);
             }
         }
         self.output.is_some()
@@ -226,7 +252,10 @@ impl<F: Future> Shutdown<'_, F> {
             return;
         }
         tokio::select! {
-            v = self.future.as_mut() => self.output = Some(v),
+            v = self.future.as_mut() => {
+                self.output = Some(v);
+                self.stop.send_replace(true);
+            }
             _ = tokio::time::sleep(d) => {}
         }
     }
@@ -234,7 +263,8 @@ impl<F: Future> Shutdown<'_, F> {
     /// Runs `work` to completion, noting a shutdown asked for meanwhile without cancelling
     /// the work: the delivery in flight is finished and recorded.
     async fn finish<R>(&mut self, work: impl Future<Output = R>) -> R {
-        let mut work = std::pin::pin!(work);
+        // Boxed: a pipeline run's state is large, and debug builds give each poll a deep stack.
+        let mut work = Box::pin(deliver::with_stop(self.stop.subscribe(), work));
         loop {
             if self.output.is_some() {
                 return work.await;
@@ -245,6 +275,7 @@ impl<F: Future> Shutdown<'_, F> {
                 v = self.future.as_mut() => {
                     info!("Shutdown requested; finishing the delivery in flight.");
                     self.output = Some(v);
+                    self.stop.send_replace(true);
                 }
             }
         }
@@ -264,8 +295,13 @@ struct Daemon<'a, R: JobRunner> {
 }
 
 impl<R: JobRunner> Daemon<'_, R> {
-    /// Sends the rows a crash (or an earlier run's transient failures) left unsent.
-    async fn finish_unsent<F: Future>(&mut self, shutdown: &mut Shutdown<'_, F>) -> Result<(), DaemonError> {
+    /// Sends the rows a crash (or an earlier run's transient failures) left unsent; with
+    /// `now`, only those whose period's slot is within the catch-up horizon.
+    async fn finish_unsent<F: Future>(
+        &mut self,
+        now: Option<DateTime<Utc>>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<(), DaemonError> {
         for (job_name, label) in deliver::unsent_periods(self.store)? {
             if shutdown.requested() {
                 return Ok(());
@@ -278,6 +314,12 @@ impl<R: JobRunner> Daemon<'_, R> {
                 warn!(job = %job_name, period = %label, "Unsent reports with an unreadable period; left as they are.");
                 continue;
             };
+            if let Some(now) = now {
+                let slot = schedule::slot_for_period(&job.cron, self.config.timezone, &period);
+                if now - slot.with_timezone(&Utc) > self.horizon() {
+                    continue;
+                }
+            }
             info!(job = %job_name, period = %label, "Finishing deliveries left unsent.");
             let work = deliver::resume(self.store, self.runner.mailer(), self.config, job, &period);
             match shutdown.finish(work).await {
@@ -287,6 +329,33 @@ impl<R: JobRunner> Daemon<'_, R> {
             }
         }
         Ok(())
+    }
+
+    /// The periodic second chance: rows that failed transiently are sent again, and a job
+    /// whose last run failed (the CRM down longer than the retries lasted) runs again, while
+    /// their slot is within the catch-up horizon.
+    async fn retry_failed<F: Future>(
+        &mut self,
+        now: DateTime<Utc>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<(), DaemonError> {
+        self.finish_unsent(Some(now), shutdown).await?;
+        for job in &self.config.jobs {
+            if shutdown.requested() {
+                return Ok(());
+            }
+            let Some(last) = self.store.last_run(&job.name)? else { continue };
+            if last.outcome != RunOutcome::Failed || now - last.slot > self.horizon() {
+                continue;
+            }
+            info!(job = %job.name, period = %last.period, "Running a failed job again.");
+            self.run_slot(job, last.slot.with_timezone(&self.config.timezone), shutdown).await?;
+        }
+        Ok(())
+    }
+
+    fn horizon(&self) -> chrono::Duration {
+        chrono::Duration::hours(self.config.daemon.catch_up_hours as i64)
     }
 
     /// Runs a job's latest slot at or before `now` if it was missed (see the module doc).

@@ -39,7 +39,8 @@ pub const DB_FILE: &str = "salespulse.sqlite3";
 pub const LOCK_FILE: &str = "salespulse.lock";
 
 /// The schema, one entry per version; `user_version` says how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE deliveries (
     job            TEXT NOT NULL,
     period         TEXT NOT NULL,
@@ -74,7 +75,13 @@ CREATE TABLE runs (
     detail      TEXT
 );
 CREATE INDEX runs_job_slot ON runs (job, slot);
-"#];
+"#,
+    r#"
+-- A deliberate resend (`send --resend`) is a new message with a new Message-ID; a retry
+-- after a crash is the same message. The generation tells them apart.
+ALTER TABLE deliveries ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
@@ -179,6 +186,9 @@ pub struct Delivery {
     pub created_at: String,
     pub updated_at: String,
     pub sent_at: Option<String>,
+    /// 0 for the first delivery of the row; +1 for each deliberate resend of a row that
+    /// was sent (or may have been), so the resend gets its own Message-ID.
+    pub generation: u32,
 }
 
 /// A report to record in the ledger.
@@ -365,7 +375,9 @@ impl Store {
                         recipient_name = excluded.recipient_name, addresses = excluded.addresses,
                         file_name = excluded.file_name, pdf_path = excluded.pdf_path,
                         json_path = excluded.json_path, state = 'rendered', attempts = 0, permanent = 0,
-                        last_error = NULL, claimed_by = NULL, updated_at = {NOW}
+                        last_error = NULL, claimed_by = NULL, updated_at = {NOW},
+                        generation = deliveries.generation
+                            + (deliveries.state IN ('sent', 'unknown'))
                      WHERE deliveries.state IN ('rendered', 'failed'{reopen})"
                 ),
                 params![
@@ -441,12 +453,6 @@ impl Store {
     pub fn mark_failed(&self, key: &DeliveryKey, error: &str, permanent: bool) -> Result<(), StoreError> {
         let set = format!("state = 'failed', last_error = ?5, permanent = {}, claimed_by = NULL", permanent as u8);
         self.update_claimed(key, &set, Some(error), "mark failed")
-    }
-
-    /// Gives a claimed row back untouched (shutdown before its transaction started).
-    pub fn release(&self, key: &DeliveryKey) -> Result<(), StoreError> {
-        let set = "state = CASE WHEN attempts = 0 THEN 'rendered' ELSE 'failed' END, claimed_by = NULL";
-        self.update_claimed(key, set, None, "release")
     }
 
     fn update_claimed(
@@ -554,6 +560,7 @@ impl Store {
             created_at: r.get(13)?,
             updated_at: r.get(14)?,
             sent_at: r.get(15)?,
+            generation: r.get(16)?,
         })
     }
 
@@ -631,7 +638,8 @@ impl Store {
 }
 
 const SELECT_DELIVERY: &str = "SELECT job, period, recipient_key, recipient_name, addresses, file_name, pdf_path,
-    json_path, state, attempts, permanent, last_error, message_id, created_at, updated_at, sent_at FROM deliveries";
+    json_path, state, attempts, permanent, last_error, message_id, created_at, updated_at, sent_at, generation
+    FROM deliveries";
 
 impl Owner {
     fn dir(state_dir: &Path) -> PathBuf {
@@ -641,12 +649,33 @@ impl Owner {
     fn create(state_dir: &Path) -> Result<Owner, StoreError> {
         let dir = Owner::dir(state_dir);
         fs::create_dir_all(&dir).map_err(|source| StoreError::Dir { path: dir.clone(), source })?;
+        Owner::sweep(&dir);
         let token = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
         let path = dir.join(format!("{token}.lock"));
         let lock_err = |source| StoreError::Lock { path: path.clone(), source };
-        let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(lock_err)?;
+        // Locked under a name the sweep ignores, then renamed: a `.lock` file that another
+        // process finds unlocked is always a dead one's.
+        let tmp = dir.join(format!("{token}.new"));
+        let file = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp).map_err(lock_err)?;
         file.lock().map_err(lock_err)?;
+        fs::rename(&tmp, &path).map_err(lock_err)?;
         Ok(Owner { token, path, _file: file })
+    }
+
+    /// Removes the lock files of processes that died without tidying up (killed). A file
+    /// still referenced by a `sending` row is harmless to remove: a missing owner file means
+    /// a dead owner, as an unlocked one does.
+    fn sweep(dir: &Path) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "lock")
+                && let Ok(file) = OpenOptions::new().write(true).open(&path)
+                && file.try_lock().is_ok()
+            {
+                let _ = fs::remove_file(&path);
+            }
+        }
     }
 
     /// Whether the process that wrote `token` still holds its lock.
@@ -841,6 +870,19 @@ mod tests {
         assert_eq!(record(&store, "17", b"%PDF-2"), Recorded::Interrupted);
         assert_eq!(store.read_pdf(&store.delivery(&key("17")).unwrap().unwrap()).unwrap(), b"%PDF");
         assert!(store.claim(&key("17"), &[DeliveryState::Unknown]).unwrap().is_some());
+    }
+
+    #[test]
+    fn lock_files_of_dead_processes_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Store::open(dir.path()).unwrap();
+        fs::write(dir.path().join("owners/1-dead.lock"), "").unwrap();
+        let _other = Store::open(dir.path()).unwrap();
+        assert!(!dir.path().join("owners/1-dead.lock").exists());
+        assert!(live.owner.path.exists());
+        let path = live.owner.path.clone();
+        drop(live);
+        assert!(!path.exists(), "a store closed normally removes its own file");
     }
 
     #[test]

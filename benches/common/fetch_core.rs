@@ -1,13 +1,13 @@
 //! The fetch benchmark's core: serve a generated portal from the Bitrix24 emulator on
-//! loopback and fetch what `manager-weekly` for 2026-W47 needs through the real client,
+//! loopback and fetch what a job of the demo config needs through the real client,
 //! counting requests, wall time and the emulator's own time.
 
 use std::time::{Duration, Instant};
 
-use salespulse::config::{Config, Secret};
+use salespulse::config::{Config, ReportKind, Secret};
 use salespulse::crm::bitrix24::{Bitrix24Client, ClientSettings};
 use salespulse::crm::emulator::{Emulator, EmulatorOptions, EmulatorStats, PortalData};
-use salespulse::crm::{CrmError, CrmSource, FetchRequest, Scope};
+use salespulse::crm::{CrmError, CrmSource, FetchRequest};
 use salespulse::domain::{CrmSnapshot, Period};
 
 use super::synth;
@@ -20,22 +20,18 @@ pub struct FetchRun {
     pub snapshot: CrmSnapshot,
 }
 
-/// What `manager-weekly` asks for 2026-W47: from the start of the earliest period it shows
-/// (the 12-week trend or the same week a year before) to the end of the week.
-pub fn request(config: &Config) -> FetchRequest {
-    let week = Period::week_of(synth::week47(), synth::TZ);
-    let trend_start = week.trailing(config.report.trend_periods.max(1))[0].start();
-    let since = trend_start.min(week.year_before().start()).fixed_offset();
-    FetchRequest {
-        since,
-        until: week.end().fixed_offset(),
-        scope: Scope {
-            departments: config.crm.departments.clone(),
-            managers: config.crm.managers.clone(),
-            include_subdepartments: config.crm.include_subdepartments,
-        },
-        satisfaction_field: config.crm.satisfaction_field.clone(),
-    }
+/// What a job of the demo config asks the CRM for, exactly as the pipeline builds it:
+/// `manager-weekly` for 2026-W47 (its 12-week trend), `department-monthly` for 2026-10 (its
+/// 12-month trend and October 2025).
+pub fn request(config: &Config, job: &str) -> FetchRequest {
+    let job = config.job(job).unwrap_or_else(|| panic!("the demo config has a job {job}"));
+    let period = match job.report {
+        ReportKind::Manager => Period::week_of(synth::week47(), synth::TZ),
+        ReportKind::Department => {
+            Period::month_of(chrono::NaiveDate::from_ymd_opt(2026, 10, 1).expect("a valid date"), synth::TZ)
+        }
+    };
+    salespulse::pipeline::fetch_request(config, job, &period)
 }
 
 /// Time for the bucket limits to allow `requests` requests: the burst goes at once, the rest

@@ -66,11 +66,13 @@ pub fn machine() -> String {
         .map(|k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0))
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    #[allow(clippy::disallowed_methods)] // When a benchmark ran is part of its record.
+    let now = chrono::Utc::now();
     let profile = if cfg!(debug_assertions) { "DEBUG build (numbers not meaningful)" } else { "release build" };
     format!(
         "{cpu}, {cores} cores, {mem}, Linux {}, {}, {profile}",
         kernel.trim(),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        now.format("%Y-%m-%d %H:%M UTC")
     )
 }
 
@@ -152,7 +154,7 @@ pub fn size_arg(default: usize) -> usize {
         }
         if x.starts_with("--") {
             // Options with a value: the next argument belongs to them.
-            skip = matches!(x.as_str(), "--threads" | "--sample" | "--python" | "--export" | "--scale" | "--rate");
+            skip = matches!(x.as_str(), "--threads" | "--sample" | "--job");
             continue;
         }
         if let Ok(n) = x.replace('_', "").parse() {

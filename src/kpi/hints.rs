@@ -3,7 +3,9 @@
 //! with the numbers that triggered it: a manager must be able to check every hint against
 //! the table above it. The numbers come from `compute`; this module only decides and words.
 
-use crate::locale::{Language, fmt_count, fmt_money, fmt_number, fmt_pct};
+use crate::locale::{Language, fmt_count, fmt_number, fmt_pct};
+
+use super::present::fmt_money_whole as fmt_money;
 
 use super::model::{Hint, Kpis, ReportData, StuckDeal, TeamContext};
 

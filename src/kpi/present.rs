@@ -66,16 +66,24 @@ pub fn kpi_label(key: &str, lang: Language) -> &'static str {
     }
 }
 
-/// A KPI value as shown; `—` for null.
+/// A KPI value as shown; `—` for null. Money reads in whole units (`472 700 ₽`, never
+/// `406 296,22 ₽` beside it): a KPI is a headline, and kopecks in one card and not in the
+/// next look like a mistake. The data keeps full precision.
 pub fn fmt_value(v: Option<f64>, unit: Unit, currency: &str, lang: Language) -> String {
     let Some(v) = v else { return DASH.to_owned() };
     match unit {
         Unit::Count => fmt_count(v, lang),
-        Unit::Money => fmt_money(v, currency, lang),
+        Unit::Money => fmt_money_whole(v, currency, lang),
         Unit::Percent => fmt_pct(v, lang),
         Unit::Days => fmt_days(v, lang),
         Unit::Score => fmt_number(v, 1, lang),
     }
+}
+
+/// Money rounded to whole units; a value that rounds to zero reads `0`, not `−0`.
+pub fn fmt_money_whole(v: f64, currency: &str, lang: Language) -> String {
+    let whole = v.round();
+    fmt_money(if whole == 0.0 { 0.0 } else { whole }, currency, lang)
 }
 
 /// A delta as shown: signed, percentage points labelled (`+3,2 п.п.`, `−1.5 pp`); `—` for
@@ -154,7 +162,7 @@ pub fn present(data: &mut ReportData, lang: Language) {
         present_kpis(&mut row.kpis, &currency, lang);
     }
     for s in &mut data.stuck_deals {
-        s.value_text = Some(fmt_money(s.value, &currency, lang));
+        s.value_text = Some(fmt_money_whole(s.value, &currency, lang));
     }
     data.labels = labels(lang);
 }
@@ -256,6 +264,37 @@ pub fn labels(lang: Language) -> BTreeMap<String, String> {
         ("kpi", "Показатель", "KPI"),
         ("no_stuck_deals", "Зависших сделок нет", "No stuck deals"),
         ("pp", "п.п.", "pp"),
+        // Section titles and headers of the built-in templates, so that a template an admin
+        // copies finds every string it prints in the data, in the report's language.
+        ("previous", "Пред.", "Prev."),
+        ("where_you_stand", "Ваше место в команде", "Where you stand"),
+        ("rank_revenue", "Место по выручке", "Rank by revenue"),
+        ("rank_conversion", "Место по конверсии лидов", "Rank by lead conversion"),
+        ("you", "Вы", "You"),
+        ("days_idle", "Дней без движения", "Days idle"),
+        ("page", "Стр.", "Page"),
+        ("totals", "Итоги отдела", "Department totals"),
+        ("results", "Результаты", "Results"),
+        ("activity", "Лиды и активность", "Leads and activity"),
+        (
+            "top_15",
+            "Первые 15 по выручке; все менеджеры — в таблице ниже.",
+            "Top 15 by revenue; every manager is in the tables below.",
+        ),
+        ("revenue_by_manager", "Выручка по менеджерам", "Revenue by manager"),
+        ("sources_chart", "Конверсия лидов по источникам", "Lead conversion by source"),
+        ("no_source", "Без источника", "No source"),
+        ("leads", "Лиды", "Leads"),
+        ("converted", "Конвертировано", "Converted"),
+        ("avg_deal", "Средний чек", "Average deal"),
+        // The charts' legends and axes (`chart::label`).
+        ("chart_revenue", "Выручка", "Revenue"),
+        ("chart_target_revenue", "План по выручке", "Revenue target"),
+        ("chart_target_deals", "План по сделкам", "Deals target"),
+        ("chart_deals_won", "Выиграно сделок", "Deals won"),
+        ("chart_deals", "Сделок", "Deals"),
+        ("chart_days", "дней", "days"),
+        ("chart_conversion", "Конверсия лидов, %", "Lead conversion, %"),
     ];
     for (key, ru, en) in LABELS {
         out.insert(
@@ -375,6 +414,14 @@ mod tests {
         assert_eq!(rev.delta, "−65\u{a0}433\u{a0}₽");
         assert_eq!(rev.target, "—");
         assert_eq!(rev.tone, "bad");
+
+        // Cards show whole roubles even when the data has kopecks, value and delta alike.
+        let odd =
+            kpi_text("revenue", &compare("revenue", Some(472_700.0), Some(406_296.222), None), "RUB", Language::Ru);
+        assert_eq!(odd.previous, "406\u{a0}296\u{a0}₽");
+        assert_eq!(odd.delta, "+66\u{a0}404\u{a0}₽");
+        let tiny = kpi_text("revenue", &compare("revenue", Some(100.0), Some(100.4), None), "RUB", Language::En);
+        assert_eq!(tiny.delta, "₽0");
 
         let conv =
             kpi_text("lead_conversion", &compare("lead_conversion", Some(25.0), Some(21.8), None), "RUB", Language::En);

@@ -401,9 +401,16 @@ pub fn compose(mail: &MailConfig, report: &ReportMail<'_>) -> Result<Outgoing, M
     let html = render(&format!("{kind}.html"), &ctx)?;
     let text = render(&format!("{kind}.txt"), &ctx)?;
 
-    let id_hash = fnv1a(&[report.job.name.as_bytes(), data.period.label.as_bytes(), report.recipient_key.as_bytes()]);
+    let generation = report.generation.to_string();
+    let id_hash = fnv1a(&[
+        report.job.name.as_bytes(),
+        data.period.label.as_bytes(),
+        report.recipient_key.as_bytes(),
+        generation.as_bytes(),
+    ]);
+    let resend = if report.generation > 0 { format!(".r{}", report.generation) } else { String::new() };
     let message_id = format!(
-        "sp.{}.{}.{}.{id_hash:016x}@{}",
+        "sp.{}.{}.{}{resend}.{id_hash:016x}@{}",
         id_atom(&report.job.name),
         id_atom(&data.period.label),
         id_atom(report.recipient_key),
@@ -548,6 +555,8 @@ pub fn compose_digest_in(
         Language::Ru => format!("salespulse: не доставлено {} (задание {job}, период {period_label})", failures.len()),
         Language::En => format!("salespulse: {} not delivered (job {job}, period {period_label})", failures.len()),
     };
+    // A digest reports a failure now; it is not part of any report's data.
+    #[allow(clippy::disallowed_methods)]
     let now = SystemTime::now();
     let stamp = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default().to_string();
     // Each digest is news: the time is part of its id, so no client folds two into one.

@@ -65,6 +65,10 @@ pub struct ReportMail<'a> {
     pub to: &'a [String],
     /// Distinguishes recipients of one job and period (manager id or `department`).
     pub recipient_key: &'a str,
+    /// The row's resend generation: 0 for the first delivery; a deliberate resend gets a
+    /// new Message-ID (a mail system may drop a second message with the same one), while a
+    /// retry after a crash keeps the same.
+    pub generation: u32,
 }
 
 /// Delivers composed messages.

@@ -10,8 +10,10 @@
 //! A row is marked `sending` immediately before its SMTP transaction and `sent` immediately
 //! after the server's 250. A row found `sending` after its process died is ambiguous: killed
 //! before the final dot, the server discarded the message; killed between the 250 and the
-//! ledger write, it was delivered. Our rule: **such a row is sent again, with the same
-//! Message-ID, and the admin's digest says so.** Why this way round:
+//! ledger write, it was delivered. Our rule: **such a row (state `unknown`) is sent again,
+//! once, from the files stored before the crash and with the same Message-ID, and the
+//! admin's digest says a duplicate is possible.** A new rendering (`send` run again) does
+//! not replace an interrupted row's files. Why this way round:
 //!
 //! - the ambiguous window after the 250 is one local SQLite update (microseconds); the
 //!   window before the dot is the whole transaction (connect, TLS, AUTH, uploading the
@@ -20,6 +22,10 @@
 //!   duplicate carrying the same Message-ID (deterministic per job, period and recipient) is
 //!   collapsed by many mail systems and harmless otherwise;
 //! - the admin is told in the digest, so a duplicate is never a mystery.
+//!
+//! The crash test (`tests/it/daemon.rs`, SIGKILL of the real binary before, at and after
+//! DATA) shows both sides: kills before the dot lose nothing, and a kill at the very moment
+//! the server took the dot yields one duplicate, with the same Message-ID, reported.
 //!
 //! The interrupted attempt counts towards `max_attempts`, so a message that brings the
 //! process down every time it is sent stops being retried and is reported as failed.
@@ -69,6 +75,9 @@ pub struct DeliverySummary {
     /// Rows whose earlier attempt was cut short by a crash and that were sent again now: a
     /// duplicate (same Message-ID) is possible. Also counted in `sent`.
     pub unknown: Vec<FailedDelivery>,
+    /// Rows sent, but with something the admin should know (the PDF left out because it
+    /// exceeded `max_attachment_bytes`). Also counted in `sent`.
+    pub notices: Vec<FailedDelivery>,
     /// The admin digest could not be sent (the reason), when one was due.
     pub digest_error: Option<String>,
 }
@@ -79,6 +88,7 @@ impl DeliverySummary {
         self.skipped += other.skipped;
         self.failed.extend(other.failed);
         self.unknown.extend(other.unknown);
+        self.notices.extend(other.notices);
         self.digest_error = self.digest_error.take().or(other.digest_error);
     }
 }
@@ -323,6 +333,7 @@ async fn send_row<M: Mailer + Sync>(
         file_name: &claimed.file_name,
         to: &claimed.to,
         recipient_key: &key.recipient_key,
+        generation: claimed.generation,
     };
     let outgoing = match crate::mail::compose(&config.mail, &mail) {
         Ok(o) => o,
@@ -353,7 +364,7 @@ async fn send_row<M: Mailer + Sync>(
                         "sent without the PDF: larger than max_attachment_bytes ({})",
                         config.mail.max_attachment_bytes
                     );
-                    summary.failed.push(failure(&claimed, reason, true));
+                    summary.notices.push(failure(&claimed, reason, true));
                 }
                 return Ok(summary);
             }
@@ -362,7 +373,13 @@ async fn send_row<M: Mailer + Sync>(
                 warn!(job = %key.job, period = %key.period, recipient = %key.recipient_key, attempt,
                     wait_secs = wait.as_secs_f64(), error = %e, "Report not sent; will retry.");
                 store.note_retry(key, &e.to_string())?;
-                tokio::time::sleep(wait).await;
+                if stopped_while_waiting(wait).await {
+                    // Shutting down: no more waiting. The row stays transiently failed, so
+                    // the next start-up sends it.
+                    let reason = format!("{e} (not retried: shutting down; will retry at start-up)");
+                    fail(&mut summary, reason, false)?;
+                    return Ok(summary);
+                }
             }
             Err(e) => {
                 let permanent = !e.is_transient();
@@ -377,6 +394,37 @@ async fn send_row<M: Mailer + Sync>(
     }
 }
 
+tokio::task_local! {
+    /// Set by the daemon around a delivery: becomes `true` when shutdown is asked for.
+    static STOP: tokio::sync::watch::Receiver<bool>;
+}
+
+/// Runs `work` (a delivery, or a job that delivers) so that its waits between retries end
+/// early when `stop` turns `true`: a daemon asked to stop finishes the SMTP transaction in
+/// flight but does not sit out minutes of backoff. Outside this scope retries wait in full.
+pub async fn with_stop<F: std::future::Future>(stop: tokio::sync::watch::Receiver<bool>, work: F) -> F::Output {
+    STOP.scope(stop, work).await
+}
+
+/// Waits `d`; says whether a stop came first.
+async fn stopped_while_waiting(d: Duration) -> bool {
+    let Ok(mut stop) = STOP.try_with(|s| s.clone()) else {
+        tokio::time::sleep(d).await;
+        return false;
+    };
+    let asked = async move { stop.wait_for(|v| *v).await.is_ok() };
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        stopped = asked => {
+            if !stopped {
+                // The sender is gone, so nobody can ask to stop any more: wait in full.
+                tokio::time::sleep(d).await;
+            }
+            stopped
+        }
+    }
+}
+
 /// Tells the admin what failed (and what may have gone out twice), in one message. A digest
 /// that cannot be sent is logged and noted in the summary; it never fails the delivery.
 async fn send_digest<M: Mailer + Sync>(
@@ -386,7 +434,7 @@ async fn send_digest<M: Mailer + Sync>(
     period_label: &str,
     summary: &mut DeliverySummary,
 ) {
-    if summary.failed.is_empty() && summary.unknown.is_empty() {
+    if summary.failed.is_empty() && summary.unknown.is_empty() && summary.notices.is_empty() {
         return;
     }
     if config.mail.admin_to.is_empty() {
@@ -397,6 +445,7 @@ async fn send_digest<M: Mailer + Sync>(
         .failed
         .iter()
         .chain(&summary.unknown)
+        .chain(&summary.notices)
         .map(|f| DigestLine {
             recipient_key: f.recipient_key.clone(),
             recipient_name: f.recipient_name.clone(),

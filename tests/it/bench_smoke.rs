@@ -95,7 +95,8 @@ fn the_fetch_benchmark_brings_back_the_generated_portal() {
     let spec = Spec { managers: 2, deals: 300, leads: 400, activities: 6_000, stage_history: 3_000, seed: 2 };
     let company = synth::company(&spec, true);
     let portal = company.portal.clone().expect("the wire form was asked for");
-    let request = fetch_core::request(&synth::config());
+    // The department report's window: 12 months and the same month a year before.
+    let request = fetch_core::request(&synth::config(), "department-monthly");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let run = rt
         .block_on(fetch_core::run(portal, EmulatorOptions::default(), ClientSettings::default(), &request))

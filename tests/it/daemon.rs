@@ -250,6 +250,31 @@ async fn a_manager_without_an_address_is_a_failure_the_admin_hears_about() {
 }
 
 #[tokio::test]
+async fn a_pdf_too_large_to_attach_is_sent_without_it_and_the_admin_is_told() {
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config(&smtp, state.path(), 3);
+    config.mail.max_attachment_bytes = 16;
+    let store = Store::open(state.path()).unwrap();
+
+    let summary = deliver::deliver(
+        &store,
+        &smtp.mailer(),
+        &config,
+        &weekly(&config),
+        &week47(),
+        &reports(1)[..1],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.sent, summary.failed.len(), summary.notices.len()), (1, 0, 1), "{summary:?}");
+    assert!(summary.notices[0].reason.contains("max_attachment_bytes"), "{:?}", summary.notices[0]);
+    assert_eq!(store.delivery(&key("17")).unwrap().unwrap().state, DeliveryState::Sent);
+    assert_eq!(to(&smtp.received(), ADMIN).len(), 1);
+}
+
+#[tokio::test]
 async fn resend_sends_one_report_again_and_no_other() {
     let smtp = TestSmtp::start(SmtpOptions::default());
     let state = tempfile::tempdir().unwrap();
@@ -269,9 +294,15 @@ async fn resend_sends_one_report_again_and_no_other() {
     assert_eq!((summary.sent, summary.skipped), (1, 0));
     let received = smtp.received();
     assert_eq!(received.len(), 4);
-    assert_eq!(to(&received, "maria@example.ru").len(), 2);
+    let to_maria = to(&received, "maria@example.ru");
+    assert_eq!(to_maria.len(), 2);
     assert_eq!(to(&received, "ivan@example.ru").len(), 1);
+    // A deliberate resend is a new message: mail systems that drop a repeated Message-ID
+    // must still show it.
+    let ids: Vec<String> = to_maria.iter().map(message_id).collect();
+    assert_ne!(ids[0], ids[1], "a resend gets its own Message-ID");
     let row = store.delivery(&key("21")).unwrap().unwrap();
+    assert_eq!(row.generation, 1);
     assert_eq!(row.state, DeliveryState::Sent);
     assert_eq!(std::fs::read(&row.pdf_path).unwrap(), pdf_for("21", 2), "the resend carries the new rendering");
 
@@ -492,7 +523,7 @@ fn utc(s: &str) -> DateTime<Utc> {
 }
 
 fn test_options() -> RunOptions {
-    RunOptions { tick: Duration::from_millis(10), notify_systemd: false }
+    RunOptions { tick: Duration::from_millis(10), notify_systemd: false, retry_every: Duration::from_secs(3600) }
 }
 
 /// Waits (a few seconds at most) until `cond` holds.
@@ -659,6 +690,222 @@ async fn a_crm_outage_is_retried_and_the_period_stays_the_slots() {
     assert_eq!(runs.len(), 3, "{runs:?}");
     assert!(runs.iter().all(|r| r.1 == "2026-W47"));
     assert_eq!(runner.store.last_run("manager-weekly").unwrap().unwrap().outcome, RunOutcome::Ok);
+}
+
+#[tokio::test]
+async fn an_smtp_outage_longer_than_the_retries_is_sent_in_the_next_retry_round() {
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let config = weekly_only(config(&smtp, state.path(), 2));
+    let runner = Runner::new(&config, &smtp);
+    let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    smtp.set_down(true);
+    let daemon = daemon::run_with(
+        config.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        async {
+            stopped.await.ok();
+        },
+        &runner,
+        test_options(),
+    );
+    let test = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        clock.set(utc("2026-11-23T05:00:00Z"));
+        eventually("the run recorded as partial", || {
+            runner.store.last_run("manager-weekly").unwrap().is_some_and(|r| r.outcome == RunOutcome::Partial)
+        })
+        .await;
+        assert!(smtp.received().is_empty());
+        smtp.set_down(false);
+        // Half an hour later: not yet.
+        clock.set(utc("2026-11-23T05:30:00Z"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(smtp.received().is_empty());
+        // An hour after start-up: the retry round sends them.
+        clock.set(utc("2026-11-23T06:00:00Z"));
+        eventually("three scorecards sent", || to(&smtp.received(), "ivan@example.ru").len() == 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(daemon, test);
+    result.unwrap();
+    for (id, _, address) in MANAGERS {
+        assert_eq!(to(&smtp.received(), address).len(), 1, "{address}");
+        assert_eq!(runner.store.delivery(&key(id)).unwrap().unwrap().state, DeliveryState::Sent);
+    }
+    assert_eq!(runner.runs.lock().unwrap().len(), 1, "rows are resent from the ledger, the job is not rerun");
+}
+
+#[tokio::test]
+async fn a_crm_outage_longer_than_the_retries_runs_the_job_again_in_the_next_retry_round() {
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let config = weekly_only(config(&smtp, state.path(), 2));
+    let runner = Runner::new(&config, &smtp);
+    runner.crm_down.store(2, Ordering::SeqCst);
+    let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = daemon::run_with(
+        config.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        async {
+            stopped.await.ok();
+        },
+        &runner,
+        test_options(),
+    );
+    let test = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        clock.set(utc("2026-11-23T05:00:00Z"));
+        eventually("the run recorded as failed", || {
+            runner.store.last_run("manager-weekly").unwrap().is_some_and(|r| r.outcome == RunOutcome::Failed)
+        })
+        .await;
+        clock.set(utc("2026-11-23T06:00:00Z"));
+        eventually("three scorecards sent", || smtp.received().len() == 3).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(daemon, test);
+    result.unwrap();
+    let runs = runner.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 3, "two failed attempts, then the retry round: {runs:?}");
+    assert!(runs.iter().all(|r| r.1 == "2026-W47" && r.2 == "2026-11-23T08:00:00+03:00"));
+    let last = runner.store.last_run("manager-weekly").unwrap().unwrap();
+    assert_eq!((last.outcome, last.sent), (RunOutcome::Ok, 3));
+    assert_eq!(smtp.received().len(), 3);
+}
+
+#[tokio::test]
+async fn shutdown_cuts_a_retry_wait_short_and_the_next_start_sends_the_row() {
+    let smtp = TestSmtp::start(SmtpOptions { refuse_data: 1000, ..SmtpOptions::default() });
+    let state = tempfile::tempdir().unwrap();
+    let mut c = config(&smtp, state.path(), 5);
+    // A real wait between attempts: shutdown must not sit it out.
+    c.daemon.retry_initial_secs = 30;
+    c.daemon.retry_max_secs = 30;
+    let config = weekly_only(c);
+    let runner = Runner::new(&config, &smtp);
+    let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Boxed: two daemons in one test make a future too large for the test thread's stack.
+    let daemon = Box::pin(daemon::run_with(
+        config.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        async {
+            stopped.await.ok();
+        },
+        &runner,
+        test_options(),
+    ));
+    let test = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        clock.set(utc("2026-11-23T05:00:00Z"));
+        eventually("a first attempt refused with 451", || smtp.data_attempts() >= 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.send(()).unwrap();
+    };
+    let begun = std::time::Instant::now();
+    let (result, ()) = tokio::join!(daemon, test);
+    result.unwrap();
+    assert!(begun.elapsed() < Duration::from_secs(10), "stopped after {:?}", begun.elapsed());
+    assert!(smtp.received().is_empty());
+    let ivan = runner.store.delivery(&key("17")).unwrap().unwrap();
+    assert_eq!((ivan.state, ivan.permanent), (DeliveryState::Failed, false), "{ivan:?}");
+
+    // The server recovers; the next start-up sends every row once.
+    smtp.refuse_next(0);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Boxed: two daemons in one test make a future too large for the test thread's stack.
+    let daemon = Box::pin(daemon::run_with(
+        config.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        async {
+            stopped.await.ok();
+        },
+        &runner,
+        test_options(),
+    ));
+    let test = async {
+        eventually("every scorecard sent after the restart", || {
+            MANAGERS.iter().all(|(_, _, a)| to(&smtp.received(), a).len() == 1)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(daemon, test);
+    result.unwrap();
+    for (id, _, address) in MANAGERS {
+        assert_eq!(to(&smtp.received(), address).len(), 1, "{address}");
+        assert_eq!(runner.store.delivery(&key(id)).unwrap().unwrap().state, DeliveryState::Sent);
+    }
+}
+
+/// Runs a daemon for Berlin with a daily 02:30 job while the clock steps through `steps`;
+/// returns the slots it ran.
+async fn daily_0230_in_berlin(steps: &[&str]) -> Vec<String> {
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let mut c = config(&smtp, state.path(), 3);
+    c.timezone = chrono_tz::Europe::Berlin;
+    c.jobs.retain(|j| j.name == "manager-weekly");
+    c.jobs[0].schedule = "30 2 * * *".into();
+    c.jobs[0].cron = salespulse::config::parse_cron("30 2 * * *").unwrap();
+    let config = Arc::new(c);
+    let runner = Runner::new(&config, &smtp);
+    let clock = Arc::new(FixedClock::new(utc(steps[0])));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = daemon::run_with(
+        config.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        async {
+            stopped.await.ok();
+        },
+        &runner,
+        test_options(),
+    );
+    let test = async {
+        for step in &steps[1..] {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            clock.set(utc(step));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(daemon, test);
+    result.unwrap();
+    runner.runs.lock().unwrap().iter().map(|r| r.2.clone()).collect()
+}
+
+#[tokio::test]
+async fn on_the_spring_forward_night_a_0230_job_runs_once_at_three() {
+    // 2026-03-29 in Berlin: 02:00 CET is followed by 03:00 CEST.
+    let runs = daily_0230_in_berlin(&[
+        "2026-03-29T00:50:00Z", // 01:50 CET
+        "2026-03-29T00:59:59Z", // 01:59:59 CET
+        "2026-03-29T01:00:00Z", // 03:00 CEST
+        "2026-03-29T01:30:00Z", // 03:30 CEST
+        "2026-03-29T02:30:00Z", // 04:30 CEST
+    ])
+    .await;
+    assert_eq!(runs, ["2026-03-29T03:00:00+02:00"]);
+}
+
+#[tokio::test]
+async fn on_the_fall_back_night_a_0230_job_runs_once_at_the_first_0230() {
+    // 2026-10-25 in Berlin: 03:00 CEST is followed by 02:00 CET; 02:30 happens twice.
+    let runs = daily_0230_in_berlin(&[
+        "2026-10-25T00:00:00Z", // 02:00 CEST
+        "2026-10-25T00:30:00Z", // 02:30 CEST
+        "2026-10-25T01:00:00Z", // 02:00 CET
+        "2026-10-25T01:30:00Z", // 02:30 CET, the second time
+        "2026-10-25T03:00:00Z", // 04:00 CET
+    ])
+    .await;
+    assert_eq!(runs, ["2026-10-25T02:30:00+02:00"]);
 }
 
 #[tokio::test]

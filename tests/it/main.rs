@@ -6,5 +6,6 @@ mod bitrix24;
 mod daemon;
 mod e2e;
 mod render;
+mod reports;
 mod smtp;
 mod support;

@@ -51,7 +51,8 @@ fn file_name(data: &ReportData) -> String {
 fn compose_for(mail: &MailConfig, job: &JobConfig, data: &ReportData, pdf: &[u8], to: &[String]) -> Outgoing {
     let name = file_name(data);
     let key = data.manager.as_ref().map(|m| m.id.clone()).unwrap_or("department".into());
-    compose(mail, &ReportMail { job, data, pdf, file_name: &name, to, recipient_key: &key }).expect("compose")
+    compose(mail, &ReportMail { job, data, pdf, file_name: &name, to, recipient_key: &key, generation: 0 })
+        .expect("compose")
 }
 
 fn outbox_config(dir: &std::path::Path) -> MailConfig {
@@ -139,6 +140,10 @@ async fn a_wrong_password_is_permanent_and_never_printed() {
     }
     assert!(err.to_string().contains("535"), "the reply code tells the admin why: {err}");
     assert!(smtp.received().is_empty());
+
+    // `check` finds the same without sending anything.
+    let err = smtp.mailer_for(&mail).check().await.expect_err("check logs in");
+    assert!(matches!(err, MailError::Permanent { .. }) && !err.to_string().contains(wrong), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +345,15 @@ fn a_name_with_line_breaks_cannot_add_headers() {
     let to = ivan();
     let out = compose(
         &mail,
-        &ReportMail { job: &job, data: &data, pdf: &pdf_bytes(100), file_name: name, to: &to, recipient_key: "17" },
+        &ReportMail {
+            job: &job,
+            data: &data,
+            pdf: &pdf_bytes(100),
+            file_name: name,
+            to: &to,
+            recipient_key: "17",
+            generation: 0,
+        },
     )
     .unwrap();
     let msg = MessageParser::default().parse(&out.bytes).unwrap();
@@ -351,7 +364,15 @@ fn a_name_with_line_breaks_cannot_add_headers() {
     let sneaky = vec!["ivan@example.ru\r\nBcc: evil@example.com".to_owned()];
     let err = compose(
         &mail,
-        &ReportMail { job: &job, data: &data, pdf: b"%PDF-", file_name: "a.pdf", to: &sneaky, recipient_key: "17" },
+        &ReportMail {
+            job: &job,
+            data: &data,
+            pdf: b"%PDF-",
+            file_name: "a.pdf",
+            to: &sneaky,
+            recipient_key: "17",
+            generation: 0,
+        },
     )
     .expect_err("an address with a line break is no address");
     assert!(matches!(err, MailError::Compose { .. }));
