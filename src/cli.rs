@@ -102,11 +102,26 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Logs to the journal with fields when systemd connected stderr to it, else as text on
+/// stderr. `SALESPULSE_LOG` filters (`info` by default).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SALESPULSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("SALESPULSE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter())
+            .with(journald.with_syslog_identifier("salespulse".into()))
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();

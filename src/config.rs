@@ -124,6 +124,12 @@ pub struct CrmConfig {
     pub rate_limit_burst: u32,
     /// Per-request timeout.
     pub timeout_secs: u64,
+    /// Keep fetched records in `state_dir/crm-cache.sqlite3` and ask the portal only for
+    /// changes (`crm::bitrix24::cached`). Default on.
+    pub cache: bool,
+    /// List every cached id against the portal at least this often (days; default 28).
+    /// Deletions are caught on every run by counts; this is the backstop.
+    pub reconcile_days: u32,
 }
 
 /// How mail leaves.
@@ -352,6 +358,8 @@ struct RawCrm {
     rate_limit_per_sec: Option<f64>,
     rate_limit_burst: Option<u32>,
     timeout_secs: Option<u64>,
+    cache: Option<bool>,
+    reconcile_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -592,6 +600,8 @@ impl Ctx<'_> {
             rate_limit_per_sec: raw.rate_limit_per_sec.unwrap_or(2.0),
             rate_limit_burst: raw.rate_limit_burst.unwrap_or(50),
             timeout_secs: raw.timeout_secs.unwrap_or(60),
+            cache: raw.cache.unwrap_or(true),
+            reconcile_days: raw.reconcile_days.unwrap_or(28).max(1),
         })
     }
 

@@ -1,6 +1,7 @@
 //! All SQL of salespulse: one SQLite file `state_dir/salespulse.sqlite3` (WAL, migrations by
 //! `PRAGMA user_version`) holding the delivery ledger and the run history, plus the files
-//! the ledger points at (`state_dir/reports/<job>/<period>/`) and the daemon's lock.
+//! the ledger points at (`state_dir/reports/<job>/<period>/`) and the daemon's lock. The
+//! CRM cache has a file of its own, `state_dir/crm-cache.sqlite3` ([`cache`]).
 //!
 //! The ledger has one row per (job, period label, recipient key). Its states:
 //!
@@ -23,6 +24,8 @@
 //!
 //! The store is shared by async tasks; its calls are short local transactions, so it uses a
 //! `std::sync::Mutex` around one connection rather than a pool.
+
+pub mod cache;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -69,11 +69,7 @@ pub fn machine() -> String {
     #[allow(clippy::disallowed_methods)] // When a benchmark ran is part of its record.
     let now = chrono::Utc::now();
     let profile = if cfg!(debug_assertions) { "DEBUG build (numbers not meaningful)" } else { "release build" };
-    format!(
-        "{cpu}, {cores} cores, {mem}, Linux {}, {}, {profile}",
-        kernel.trim(),
-        now.format("%Y-%m-%d %H:%M UTC")
-    )
+    format!("{cpu}, {cores} cores, {mem}, Linux {}, {}, {profile}", kernel.trim(), now.format("%Y-%m-%d %H:%M UTC"))
 }
 
 /// A plain text table: a title, headers and rows, columns padded to their widest cell.

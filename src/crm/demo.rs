@@ -11,6 +11,12 @@
 //! fields never depend on `as_of`; [`portal`] only cuts the days' output at `as_of` (records
 //! created before it, stage history before it, the current stage being the last entry
 //! before it). It serves the ~15 months (450 days) before `as_of`.
+//!
+//! Every change carries its time: a deal's `DATE_MODIFY` is its last stage change before
+//! `as_of`, a lead's its last status change, an activity's `LAST_UPDATED` its creation (the
+//! demo's activities never change afterwards). So the portal at a later `as_of` differs from
+//! an earlier one only by records whose change time lies between the two, which is what the
+//! CRM cache's incremental fetch assumes of a real portal.
 
 use std::collections::BTreeMap;
 
@@ -419,7 +425,10 @@ impl Generator<'_> {
         }
         let (status, moved, closed) = if fate_at < self.cut {
             (fate, fate_at, matches!(fate, "CONVERTED" | "JUNK"))
-        } else if self.cut - created > DAY {
+        } else if self.cut > created + DAY / 2 {
+            // Taken into work half a day after it came in: from then on it shows the new
+            // status and DATE_MODIFY, so a portal seen later never holds a change dated
+            // before an earlier look (the CRM cache's incremental fetch relies on that).
             ("IN_PROCESS", created + DAY / 2, false)
         } else {
             ("NEW", created, false)
@@ -468,6 +477,7 @@ impl Generator<'_> {
             "ID": id.to_string(), "OWNER_ID": rng.u32(1..5000).to_string(), "OWNER_TYPE_ID": "3",
             "TYPE_ID": type_id.to_string(), "PROVIDER_ID": provider, "PROVIDER_TYPE_ID": provider_type,
             "SUBJECT": subject, "CREATED": stamp(created), "START_TIME": stamp(created), "END_TIME": stamp(created + 900),
+            "LAST_UPDATED": stamp(created),
             "COMPLETED": if completed { "Y" } else { "N" }, "STATUS": if completed { "2" } else { "1" },
             "RESPONSIBLE_ID": responsible.to_string(), "DIRECTION": direction.to_string(), "AUTHOR_ID": responsible.to_string(),
         })));

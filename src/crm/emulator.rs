@@ -12,7 +12,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -121,7 +121,9 @@ pub struct Emulator {
 }
 
 struct Portal {
-    data: PortalData,
+    /// Behind a lock so that a test can change the portal between fetches
+    /// ([`Emulator::update`]), as users change a real one.
+    data: RwLock<PortalData>,
     options: EmulatorOptions,
     bucket: Mutex<(f64, Instant)>,
     rng: Mutex<fastrand::Rng>,
@@ -135,21 +137,11 @@ struct Portal {
 impl Emulator {
     /// Binds `127.0.0.1:0` inside the current tokio runtime and starts serving.
     pub async fn start(mut data: PortalData, options: EmulatorOptions) -> std::io::Result<Emulator> {
-        // Keyset paging relies on ID order; a portal keeps its tables in it.
-        for rows in [
-            &mut data.users,
-            &mut data.departments,
-            &mut data.deals,
-            &mut data.leads,
-            &mut data.activities,
-            &mut data.stage_history,
-        ] {
-            rows.sort_by_key(record_id);
-        }
+        sort_tables(&mut data);
         let state = Arc::new(Portal {
             rng: Mutex::new(fastrand::Rng::with_seed(options.seed)),
             bucket: Mutex::new((0.0, Instant::now())),
-            data,
+            data: RwLock::new(data),
             options: options.clone(),
             requests: AtomicU64::new(0),
             commands: AtomicU64::new(0),
@@ -188,9 +180,31 @@ impl Emulator {
         }
     }
 
+    /// Changes what the portal holds, as its users would between two report runs (a deal
+    /// moved, a lead added, a deal deleted). Requests wait while `change` runs.
+    pub fn update(&self, change: impl FnOnce(&mut PortalData)) {
+        let mut data = self.state.data.write().expect("no panics while holding the portal data");
+        change(&mut data);
+        sort_tables(&mut data);
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+/// Keyset paging relies on ID order; a portal keeps its tables in it.
+fn sort_tables(data: &mut PortalData) {
+    for rows in [
+        &mut data.users,
+        &mut data.departments,
+        &mut data.deals,
+        &mut data.leads,
+        &mut data.activities,
+        &mut data.stage_history,
+    ] {
+        rows.sort_by_key(record_id);
     }
 }
 
@@ -377,14 +391,20 @@ impl Portal {
                 "Method is blocked due to operation time limit.".into(),
             ));
         }
-        let d = &self.data;
+        if method == "batch" {
+            return if top {
+                self.batch(params)
+            } else {
+                Err((
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "ERROR_BATCH_METHOD_NOT_ALLOWED",
+                    "Method not allowed in batch".into(),
+                ))
+            };
+        }
+        // Taken per method, not per batch: a batch's commands each read under their own guard.
+        let d = &*self.data.read().expect("no panics while holding the portal data");
         match method {
-            "batch" if top => self.batch(params),
-            "batch" => Err((
-                StatusCode::METHOD_NOT_ALLOWED,
-                "ERROR_BATCH_METHOD_NOT_ALLOWED",
-                "Method not allowed in batch".into(),
-            )),
             "user.get" => {
                 let filter = param(params, "filter").cloned().unwrap_or(json!({}));
                 let order = match (param(params, "sort").map(text), param(params, "order").map(text)) {
@@ -899,7 +919,7 @@ mod tests {
     #[test]
     fn batch_references_walk_pages_by_id() {
         let portal = Portal {
-            data: PortalData { deals: rows(120), ..Default::default() },
+            data: RwLock::new(PortalData { deals: rows(120), ..Default::default() }),
             options: EmulatorOptions::default(),
             bucket: Mutex::new((0.0, Instant::now())),
             rng: Mutex::new(fastrand::Rng::with_seed(1)),

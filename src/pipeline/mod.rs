@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use tracing::info;
 
 use crate::config::{Config, CrmSourceKind, JobConfig, ReportKind};
+use crate::crm::bitrix24::cached::{CacheSettings, CachedClient};
 use crate::crm::bitrix24::{Bitrix24Client, ClientSettings};
 use crate::crm::emulator::{Emulator, EmulatorOptions};
 use crate::crm::{CrmError, CrmSource, FetchRequest, Scope};
@@ -214,6 +215,10 @@ impl Pipeline {
         match &crm.source {
             CrmSourceKind::Bitrix24 { webhook_url } => {
                 let client = Bitrix24Client::new(webhook_url, settings)?;
+                if crm.cache {
+                    let cached = CachedClient::new(client, self.cache_settings(None));
+                    return Ok(cached.fetch(request).await?);
+                }
                 Ok(client.fetch(request).await?)
             }
             CrmSourceKind::Demo => {
@@ -227,10 +232,30 @@ impl Pipeline {
                     Emulator::start(crate::crm::demo::portal(slot), options).await.map_err(PipelineError::Demo)?;
                 let url = crate::config::Secret::new(emulator.webhook_url());
                 let settings = ClientSettings { rate_per_sec: DEMO_RATE_PER_SEC, burst: DEMO_BURST, ..settings };
-                let result = async { Bitrix24Client::new(&url, settings)?.fetch(request).await }.await;
+                let result = async {
+                    let client = Bitrix24Client::new(&url, settings)?;
+                    if crm.cache {
+                        // The demo's records are generated as of the slot: the slot is its "now".
+                        let cached = CachedClient::new(client, self.cache_settings(Some("demo")));
+                        return cached.fetch_at(request, slot.fixed_offset()).await;
+                    }
+                    client.fetch(request).await
+                }
+                .await;
                 emulator.shutdown().await;
                 Ok(result?)
             }
+        }
+    }
+}
+
+impl Pipeline {
+    /// The CRM cache in the state directory (`crm::bitrix24::cached`).
+    fn cache_settings(&self, portal_name: Option<&str>) -> CacheSettings {
+        CacheSettings {
+            state_dir: self.config.state_dir.clone(),
+            reconcile_every: chrono::Duration::days(i64::from(self.config.crm.reconcile_days)),
+            portal_name: portal_name.map(str::to_owned),
         }
     }
 }

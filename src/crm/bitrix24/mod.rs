@@ -9,8 +9,10 @@
 //! status; transient ones are retried with capped, jittered backoff. The webhook code never
 //! leaves this module: logs and errors show `https://portal/rest/1/***/`.
 //!
-//! Wire types and their conversion are in [`wire`]; the KPI arithmetic is `kpi`'s job.
+//! Wire types and their conversion are in [`wire`]; the client reading through the local
+//! cache of fetched records is [`cached`]; the KPI arithmetic is `kpi`'s job.
 
+pub mod cached;
 pub mod limiter;
 pub mod wire;
 
@@ -440,7 +442,11 @@ impl ListJob {
             }
             self.rows.extend(page);
             match self.paging {
-                Paging::Single => self.done = true,
+                Paging::Single => {
+                    // A count (`start=0`) answers its `total` here too.
+                    self.total = answer.total;
+                    self.done = true;
+                }
                 Paging::Offset => {
                     if probing {
                         self.total = answer.total;
@@ -543,146 +549,44 @@ fn classify(method: &str, api: &ApiError, status: u16) -> Failure {
 
 impl CrmSource for Bitrix24Client {
     async fn fetch(&self, request: &FetchRequest) -> Result<CrmSnapshot, CrmError> {
-        let since = request.since.to_rfc3339();
-        let mut snapshot = CrmSnapshot::default();
-        tracing::info!(portal = %self.inner.redacted, since = %since, "Fetching CRM records.");
+        let since = Value::String(request.since.to_rfc3339());
+        tracing::info!(portal = %self.inner.redacted, since = %request.since.to_rfc3339(), "Fetching CRM records.");
 
         // Reference data: who, where, which pipelines, which money.
-        let mut meta = vec![
-            ListJob::new("user.get", json!({"sort": "ID", "order": "ASC"}), Paging::Offset),
-            ListJob::new("department.get", json!({"sort": "ID", "order": "ASC"}), Paging::Offset),
-            ListJob::new("crm.category.list", json!({"entityTypeId": 2}), Paging::Offset),
-            ListJob::new("crm.currency.list", json!({}), Paging::Single),
-            ListJob::new(
-                "crm.status.list",
-                json!({"filter": {"ENTITY_ID": "SOURCE"}, "order": {"SORT": "ASC"}}),
-                Paging::Offset,
-            ),
-        ];
-        self.run(&mut meta).await?;
-        let mut notes_vec = Vec::new();
-        let notes = &mut Notes { notes: &mut notes_vec };
-        let [users, departments, categories, currencies, sources] = take_rows(meta);
-        snapshot.users = users.iter().filter_map(|r| wire::user(r, notes)).collect();
-        snapshot.departments = departments.iter().filter_map(|r| wire::department(r, notes)).collect();
-        snapshot.pipelines = categories.iter().filter_map(|r| wire::pipeline(r, notes)).collect();
-        if !snapshot.pipelines.iter().any(|p| p.id == 0) {
-            // Pipeline 0 always exists; a portal that leaves it out of the list still has deals in it.
-            snapshot.pipelines.insert(0, crate::domain::Pipeline { id: 0, name: "#0".into(), sort: 0 });
-        }
-        snapshot.currencies = currencies.iter().filter_map(|r| wire::currency(r, notes)).collect();
-        snapshot.sources = sources.iter().filter_map(|r| wire::source(r, notes)).collect();
+        let mut assembly = Assembly::new(self.fetch_reference().await?);
 
         // Stages of every pipeline, and the records of the window.
-        let deal_select: Vec<&str> =
-            wire::DEAL_FIELDS.iter().copied().chain(request.satisfaction_field.as_deref()).collect();
-        let asc = json!({"ID": "ASC"});
-        let mut jobs: Vec<ListJob> = snapshot
-            .pipelines
-            .iter()
-            .map(|p| {
-                let entity = if p.id == 0 { "DEAL_STAGE".to_owned() } else { format!("DEAL_STAGE_{}", p.id) };
-                ListJob::new(
-                    "crm.status.list",
-                    json!({"filter": {"ENTITY_ID": entity}, "order": {"SORT": "ASC"}}),
-                    Paging::Offset,
-                )
-            })
-            .collect();
+        let deal_select = deal_select(request);
+        let mut jobs = assembly.stage_jobs();
         let stage_jobs = jobs.len();
-        jobs.push(ListJob::new(
-            "crm.deal.list",
-            json!({"order": asc, "filter": {">=DATE_MODIFY": since}, "select": deal_select}),
-            Paging::Keyset,
-        ));
-        jobs.push(ListJob::new(
-            "crm.deal.list",
-            json!({"order": asc, "filter": {"STAGE_SEMANTIC_ID": "P"}, "select": deal_select}),
-            Paging::Keyset,
-        ));
-        jobs.push(ListJob::new(
-            "crm.lead.list",
-            json!({"order": asc, "filter": {">=DATE_CREATE": since}, "select": wire::LEAD_FIELDS}),
-            Paging::Keyset,
-        ));
-        jobs.push(ListJob::new(
-            "crm.activity.list",
-            json!({"order": asc, "filter": {">=CREATED": since, "@TYPE_ID": [crate::domain::ACTIVITY_CALL, crate::domain::ACTIVITY_EMAIL], "DIRECTION": crate::domain::DIRECTION_OUTGOING}, "select": wire::ACTIVITY_FIELDS}),
-            Paging::Keyset,
-        ));
-        let mut history = ListJob::new(
-            "crm.stagehistory.list",
-            json!({"entityTypeId": 2, "order": asc, "filter": {">=CREATED_TIME": since},
-                   "select": ["ID", "OWNER_ID", "CREATED_TIME", "CATEGORY_ID", "STAGE_SEMANTIC_ID", "STAGE_ID"]}),
-            Paging::Keyset,
-        );
-        history.wrap = Some("items");
-        jobs.push(history);
+        jobs.push(deal_job(json!({">=DATE_MODIFY": since}), &deal_select));
+        jobs.push(deal_job(json!({"STAGE_SEMANTIC_ID": "P"}), &deal_select));
+        jobs.push(lead_job(json!({">=DATE_CREATE": since}), &wire::LEAD_FIELDS));
+        jobs.push(activity_job(">=CREATED", since.clone(), &wire::ACTIVITY_FIELDS));
+        jobs.push(history_job(json!({">=CREATED_TIME": since}), &HISTORY_FIELDS));
         self.run(&mut jobs).await?;
 
-        let mut rest = jobs.split_off(stage_jobs);
-        for job in &jobs {
-            snapshot.stages.extend(job.rows.iter().filter_map(|r| wire::stage(r, notes)));
-        }
-        let semantics: BTreeMap<String, Semantics> =
-            snapshot.stages.iter().map(|s| (s.id.clone(), s.semantics)).collect();
-        let known = |stage: &str| semantics.get(stage).copied();
-        let [modified, open, leads, activities, history] = take_rows(std::mem::take(&mut rest));
-        let mut deals = BTreeMap::new();
-        for row in modified.iter().chain(&open) {
-            if let Some(d) = wire::deal(row, request.satisfaction_field.as_deref(), known, notes) {
-                deals.insert(d.id, d);
-            }
-        }
-        let mut lead_map: BTreeMap<Id, _> =
-            leads.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)).collect();
-        let activity_map: BTreeMap<Id, _> =
-            activities.iter().filter_map(|r| wire::activity(r, notes)).map(|a| (a.id, a)).collect();
-        let history_map: BTreeMap<Id, _> =
-            history.iter().filter_map(|r| wire::stage_change(r, known, notes)).map(|h| (h.id, h)).collect();
+        let rest = jobs.split_off(stage_jobs);
+        assembly.add_stages(jobs);
+        let [modified, open, leads, activities, history] = take_rows(rest);
+        assembly.add_window(request, &modified, &open, &leads, &activities, &history);
 
-        // Leads that fetched deals came from, created before the window: their DATE_CREATE
-        // is the deal's first contact. A lead that is not returned was deleted.
-        let missing: Vec<Id> = deals
-            .values()
-            .filter_map(|d| d.lead_id)
-            .filter(|l| !lead_map.contains_key(l))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut lead_jobs: Vec<ListJob> = missing
-            .chunks(PAGE)
-            .map(|ids| {
-                ListJob::new(
-                    "crm.lead.list",
-                    json!({"order": asc, "filter": {"@ID": ids}, "select": wire::LEAD_FIELDS, "start": -1}),
-                    Paging::Single,
-                )
-            })
-            .collect();
-        // Product rows of the deals won now (the window's won deals are among them).
-        let won: Vec<Id> = deals
-            .values()
-            .filter(|d| d.stage_semantics == Semantics::Success && !d.is_recurring)
-            .map(|d| d.id)
-            .collect();
-        let product_jobs: Vec<ListJob> =
-            won.iter().map(|id| ListJob::new("crm.deal.productrows.get", json!({"id": id}), Paging::Single)).collect();
-        lead_jobs.extend(product_jobs);
+        // Leads that fetched deals came from, created before the window, and the product
+        // rows of the deals won now.
+        let missing = assembly.missing_leads();
+        let won = assembly.won_deals();
+        let mut lead_jobs = missing_lead_jobs(&missing);
+        let lead_job_count = lead_jobs.len();
+        lead_jobs.extend(won.iter().map(|id| product_rows_job(*id)));
         self.run(&mut lead_jobs).await?;
-        let product_jobs = lead_jobs.split_off(missing.len().div_ceil(PAGE));
+        let product_jobs = lead_jobs.split_off(lead_job_count);
         for job in &lead_jobs {
-            lead_map.extend(job.rows.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
+            assembly.add_leads(&job.rows);
         }
         for (deal_id, job) in won.iter().zip(&product_jobs) {
-            snapshot.product_rows.extend(job.rows.iter().filter_map(|r| wire::product_row(*deal_id, r, notes)));
+            assembly.add_product_rows(*deal_id, &job.rows);
         }
-
-        snapshot.deals = deals.into_values().collect();
-        snapshot.leads = lead_map.into_values().collect();
-        snapshot.activities = activity_map.into_values().collect();
-        snapshot.stage_history = history_map.into_values().collect();
-        snapshot.notes = notes_vec;
+        let snapshot = assembly.finish();
         tracing::info!(
             portal = %self.inner.redacted,
             requests = self.requests_made(),
@@ -695,7 +599,221 @@ impl CrmSource for Bitrix24Client {
     }
 }
 
-fn take_rows<const N: usize>(jobs: Vec<ListJob>) -> [Vec<Map<String, Value>>; N] {
+/// The stage history fields the client selects.
+const HISTORY_FIELDS: [&str; 6] = ["ID", "OWNER_ID", "CREATED_TIME", "CATEGORY_ID", "STAGE_SEMANTIC_ID", "STAGE_ID"];
+
+/// One wire row.
+type WireRow = Map<String, Value>;
+
+impl Bitrix24Client {
+    /// Users, departments, deal pipelines, currencies and lead sources, in that order.
+    async fn fetch_reference(&self) -> Result<[Vec<WireRow>; 5], CrmError> {
+        let mut meta = reference_jobs();
+        self.run(&mut meta).await?;
+        Ok(take_rows(meta))
+    }
+}
+
+/// The lists of [`Bitrix24Client::fetch_reference`]; they depend on nothing else.
+fn reference_jobs() -> Vec<ListJob> {
+    vec![
+        ListJob::new("user.get", json!({"sort": "ID", "order": "ASC"}), Paging::Offset),
+        ListJob::new("department.get", json!({"sort": "ID", "order": "ASC"}), Paging::Offset),
+        ListJob::new("crm.category.list", json!({"entityTypeId": 2}), Paging::Offset),
+        ListJob::new("crm.currency.list", json!({}), Paging::Single),
+        ListJob::new(
+            "crm.status.list",
+            json!({"filter": {"ENTITY_ID": "SOURCE"}, "order": {"SORT": "ASC"}}),
+            Paging::Offset,
+        ),
+    ]
+}
+
+/// The deal fields to select: [`wire::DEAL_FIELDS`] and the satisfaction field.
+fn deal_select(request: &FetchRequest) -> Vec<&str> {
+    wire::DEAL_FIELDS.iter().copied().chain(request.satisfaction_field.as_deref()).collect()
+}
+
+fn deal_job(filter: Value, select: &[&str]) -> ListJob {
+    ListJob::new("crm.deal.list", json!({"order": {"ID": "ASC"}, "filter": filter, "select": select}), Paging::Keyset)
+}
+
+fn lead_job(filter: Value, select: &[&str]) -> ListJob {
+    ListJob::new("crm.lead.list", json!({"order": {"ID": "ASC"}, "filter": filter, "select": select}), Paging::Keyset)
+}
+
+/// The activities KPI.md counts (outgoing calls and e-mails), with one more condition.
+fn activity_filter(field: &str, value: Value) -> Value {
+    json!({field: value, "@TYPE_ID": [crate::domain::ACTIVITY_CALL, crate::domain::ACTIVITY_EMAIL],
+           "DIRECTION": crate::domain::DIRECTION_OUTGOING})
+}
+
+fn activity_job(field: &str, value: Value, select: &[&str]) -> ListJob {
+    ListJob::new(
+        "crm.activity.list",
+        json!({"order": {"ID": "ASC"}, "filter": activity_filter(field, value), "select": select}),
+        Paging::Keyset,
+    )
+}
+
+fn history_job(filter: Value, select: &[&str]) -> ListJob {
+    let mut job = ListJob::new(
+        "crm.stagehistory.list",
+        json!({"entityTypeId": 2, "order": {"ID": "ASC"}, "filter": filter, "select": select}),
+        Paging::Keyset,
+    );
+    job.wrap = Some("items");
+    job
+}
+
+/// Leads by id, 50 a command (a lead that is not returned was deleted).
+fn missing_lead_jobs(ids: &[Id]) -> Vec<ListJob> {
+    ids.chunks(PAGE)
+        .map(|ids| {
+            ListJob::new(
+                "crm.lead.list",
+                json!({"order": {"ID": "ASC"}, "filter": {"@ID": ids}, "select": wire::LEAD_FIELDS, "start": -1}),
+                Paging::Single,
+            )
+        })
+        .collect()
+}
+
+fn product_rows_job(deal_id: Id) -> ListJob {
+    ListJob::new("crm.deal.productrows.get", json!({"id": deal_id}), Paging::Single)
+}
+
+/// Wire rows turned into a snapshot, always in the same order (reference data, stages,
+/// deals modified then open, leads, activities, history, older leads, product rows), so
+/// that the same rows give the same snapshot and the same notes whether they came from
+/// the portal just now or from the cache (`cached`).
+struct Assembly {
+    snapshot: CrmSnapshot,
+    notes: Vec<String>,
+    semantics: BTreeMap<String, Semantics>,
+    deals: BTreeMap<Id, crate::domain::Deal>,
+    leads: BTreeMap<Id, crate::domain::Lead>,
+    activities: BTreeMap<Id, crate::domain::Activity>,
+    history: BTreeMap<Id, crate::domain::StageChange>,
+}
+
+impl Assembly {
+    fn new([users, departments, categories, currencies, sources]: [Vec<WireRow>; 5]) -> Assembly {
+        let mut notes_vec = Vec::new();
+        let notes = &mut Notes { notes: &mut notes_vec };
+        let mut snapshot = CrmSnapshot {
+            users: users.iter().filter_map(|r| wire::user(r, notes)).collect(),
+            departments: departments.iter().filter_map(|r| wire::department(r, notes)).collect(),
+            pipelines: categories.iter().filter_map(|r| wire::pipeline(r, notes)).collect(),
+            ..CrmSnapshot::default()
+        };
+        if !snapshot.pipelines.iter().any(|p| p.id == 0) {
+            // Pipeline 0 always exists; a portal that leaves it out of the list still has deals in it.
+            snapshot.pipelines.insert(0, crate::domain::Pipeline { id: 0, name: "#0".into(), sort: 0 });
+        }
+        snapshot.currencies = currencies.iter().filter_map(|r| wire::currency(r, notes)).collect();
+        snapshot.sources = sources.iter().filter_map(|r| wire::source(r, notes)).collect();
+        Assembly {
+            snapshot,
+            notes: notes_vec,
+            semantics: BTreeMap::new(),
+            deals: BTreeMap::new(),
+            leads: BTreeMap::new(),
+            activities: BTreeMap::new(),
+            history: BTreeMap::new(),
+        }
+    }
+
+    /// One `crm.status.list` job per pipeline, in pipeline order.
+    fn stage_jobs(&self) -> Vec<ListJob> {
+        self.snapshot
+            .pipelines
+            .iter()
+            .map(|p| {
+                let entity = if p.id == 0 { "DEAL_STAGE".to_owned() } else { format!("DEAL_STAGE_{}", p.id) };
+                ListJob::new(
+                    "crm.status.list",
+                    json!({"filter": {"ENTITY_ID": entity}, "order": {"SORT": "ASC"}}),
+                    Paging::Offset,
+                )
+            })
+            .collect()
+    }
+
+    fn add_stages(&mut self, jobs: Vec<ListJob>) {
+        let notes = &mut Notes { notes: &mut self.notes };
+        for job in &jobs {
+            self.snapshot.stages.extend(job.rows.iter().filter_map(|r| wire::stage(r, notes)));
+        }
+        self.semantics = self.snapshot.stages.iter().map(|s| (s.id.clone(), s.semantics)).collect();
+    }
+
+    fn add_window(
+        &mut self,
+        request: &FetchRequest,
+        modified: &[WireRow],
+        open: &[WireRow],
+        leads: &[WireRow],
+        activities: &[WireRow],
+        history: &[WireRow],
+    ) {
+        let notes = &mut Notes { notes: &mut self.notes };
+        let semantics = &self.semantics;
+        let known = |stage: &str| semantics.get(stage).copied();
+        for row in modified.iter().chain(open) {
+            if let Some(d) = wire::deal(row, request.satisfaction_field.as_deref(), known, notes) {
+                self.deals.insert(d.id, d);
+            }
+        }
+        self.leads.extend(leads.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
+        self.activities.extend(activities.iter().filter_map(|r| wire::activity(r, notes)).map(|a| (a.id, a)));
+        self.history.extend(history.iter().filter_map(|r| wire::stage_change(r, known, notes)).map(|h| (h.id, h)));
+    }
+
+    /// Leads the deals came from that are not among the window's leads: created before
+    /// the window, their DATE_CREATE is the deal's first contact.
+    fn missing_leads(&self) -> Vec<Id> {
+        self.deals
+            .values()
+            .filter_map(|d| d.lead_id)
+            .filter(|l| !self.leads.contains_key(l))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Deals won now (the window's won deals are among them), whose product rows count.
+    fn won_deals(&self) -> Vec<Id> {
+        self.deals
+            .values()
+            .filter(|d| d.stage_semantics == Semantics::Success && !d.is_recurring)
+            .map(|d| d.id)
+            .collect()
+    }
+
+    fn add_leads(&mut self, rows: &[WireRow]) {
+        let notes = &mut Notes { notes: &mut self.notes };
+        self.leads.extend(rows.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
+    }
+
+    fn add_product_rows(&mut self, deal_id: Id, rows: &[WireRow]) {
+        let notes = &mut Notes { notes: &mut self.notes };
+        self.snapshot.product_rows.extend(rows.iter().filter_map(|r| wire::product_row(deal_id, r, notes)));
+    }
+
+    fn finish(self) -> CrmSnapshot {
+        CrmSnapshot {
+            deals: self.deals.into_values().collect(),
+            leads: self.leads.into_values().collect(),
+            activities: self.activities.into_values().collect(),
+            stage_history: self.history.into_values().collect(),
+            notes: self.notes,
+            ..self.snapshot
+        }
+    }
+}
+
+fn take_rows<const N: usize>(jobs: Vec<ListJob>) -> [Vec<WireRow>; N] {
     let v: Vec<_> = jobs.into_iter().map(|j| j.rows).collect();
     v.try_into().unwrap_or_else(|_| panic!("exactly {N} list jobs"))
 }
