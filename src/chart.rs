@@ -430,7 +430,7 @@ fn sources(data: &ReportData) -> Result<Chart, ChartError> {
 fn busiest_pipeline(data: &ReportData) -> Option<&crate::kpi::FunnelPipeline> {
     let mut best: Option<(&crate::kpi::FunnelPipeline, u64)> = None;
     for pipeline in &data.breakdowns.funnel {
-        let total: u64 = pipeline.stages.iter().map(|s| s.deals).sum();
+        let total: u64 = pipeline.stages.iter().map(|s| s.reached).sum();
         if best.is_none_or(|(_, t)| total > t) {
             best = Some((pipeline, total));
         }
@@ -448,7 +448,7 @@ fn funnel(data: &ReportData) -> Result<Chart, ChartError> {
                     let conv = s.conversion_pct.map_or(String::new(), |c| {
                         if data.language == "en" { format!("  ({c:.0}%)") } else { format!("  ({c:.0}\u{a0}%)") }
                     });
-                    (s.name.clone(), s.deals as f64, format!("{}{conv}", s.deals))
+                    (s.name.clone(), s.reached as f64, format!("{}{conv}", s.reached))
                 })
                 .collect()
         })

@@ -294,6 +294,9 @@ fn status_report(config: &Config, store: &Store, now: chrono::DateTime<chrono::U
             None => "never run".to_owned(),
         };
         writeln!(out, "{} ({}, \"{}\"): {last}; next {next}", job.name, job.report.as_str(), job.schedule)?;
+        if let Some((period, at, count)) = store.last_sent(&job.name)? {
+            writeln!(out, "  last delivered: {period}, {count} report(s), last at {at}")?;
+        }
     }
     let unsent = store.unsent()?;
     if unsent.is_empty() {

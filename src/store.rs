@@ -584,6 +584,23 @@ impl Store {
     }
 
     /// Records that a run of `job` for `slot` began; returns its id for [`Store::finish_run`].
+    /// The latest delivery of a job, by daemon or by hand: its period, when its last row
+    /// was sent, and how many rows of that period are sent.
+    pub fn last_sent(&self, job: &str) -> Result<Option<(String, String, u32)>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT period, MAX(sent_at), COUNT(*) FROM deliveries
+                 WHERE job = ?1 AND state = 'sent' AND period = (
+                     SELECT period FROM deliveries WHERE job = ?1 AND state = 'sent'
+                     ORDER BY sent_at DESC LIMIT 1)
+                 GROUP BY period",
+                params![job],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql(format!("read the last delivery of job {job}")))
+    }
+
     pub fn start_run(&self, job: &str, slot: DateTime<Utc>, period: &str) -> Result<i64, StoreError> {
         let conn = self.conn();
         conn.execute("INSERT INTO runs (job, slot, period) VALUES (?1, ?2, ?3)", params![job, rfc3339(slot), period])

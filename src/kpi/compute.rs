@@ -585,22 +585,39 @@ impl<'a> Analysis<'a> {
             .map(|(_, pid, name)| {
                 let mut stages: Vec<&Stage> = self.snapshot.stages.iter().filter(|s| s.pipeline_id == pid).collect();
                 stages.sort_by(|a, b| a.sort.cmp(&b.sort).then_with(|| a.id.cmp(&b.id)));
-                let mut prev_flow: Option<u64> = None;
+                // A deal that entered a later stage has passed the earlier ones, even when it
+                // skipped them or entered them before the period: `reached` counts each deal
+                // at every stage up to the furthest it entered in the period, so the funnel
+                // narrows and stage-to-stage conversion stays within 100 %.
+                let flow: Vec<&str> =
+                    stages.iter().filter(|s| s.semantics != Semantics::Failure).map(|s| s.id.as_str()).collect();
+                let mut furthest: HashMap<Id, usize> = HashMap::new();
+                for (i, id) in flow.iter().enumerate() {
+                    for deal in entered.get(id).into_iter().flatten() {
+                        let f = furthest.entry(*deal).or_insert(i);
+                        *f = (*f).max(i);
+                    }
+                }
+                let reached_at = |i: usize| furthest.values().filter(|f| **f >= i).count() as u64;
+                let mut prev_reached: Option<u64> = None;
                 let stages = stages
                     .into_iter()
                     .map(|s| {
                         let deals = entered.get(s.id.as_str()).map_or(0, |set| set.len() as u64);
-                        let conversion_pct = match s.semantics {
-                            Semantics::Failure => None,
-                            _ => prev_flow.and_then(|p| ratio(deals as f64 * 100.0, p as f64)),
+                        let (reached, conversion_pct) = match flow.iter().position(|id| *id == s.id) {
+                            None => (deals, None),
+                            Some(i) => {
+                                let reached = reached_at(i);
+                                let conversion = prev_reached.and_then(|p| ratio(reached as f64 * 100.0, p as f64));
+                                prev_reached = Some(reached);
+                                (reached, conversion)
+                            }
                         };
-                        if s.semantics != Semantics::Failure {
-                            prev_flow = Some(deals);
-                        }
                         FunnelStage {
                             id: s.id.clone(),
                             name: s.name.clone(),
                             deals,
+                            reached,
                             semantics: semantics_code(s.semantics).to_owned(),
                             conversion_pct,
                             median_days: stay.get(s.id.as_str()).and_then(|v| median(v)),
@@ -1364,6 +1381,36 @@ mod tests {
         assert_eq!(general[4].conversion_pct, None, "failure stages have no conversion");
         // Deal 1 stayed one day in NEW; deal 2 has not left it.
         assert_eq!(general[0].median_days, Some(1.0));
+    }
+
+    #[test]
+    fn funnel_conversion_counts_deals_that_skipped_a_stage_and_never_exceeds_100() {
+        let mut s = portal();
+        entry(&mut s, 1, "NEW", "2026-11-16T10:00:00+03:00");
+        entry(&mut s, 1, "PROPOSAL", "2026-11-17T10:00:00+03:00");
+        entry(&mut s, 1, "NEGOTIATION", "2026-11-18T10:00:00+03:00");
+        entry(&mut s, 2, "NEW", "2026-11-18T10:00:00+03:00");
+        // Deal 3 entered NEW last week and jumps straight to NEGOTIATION this week.
+        entry(&mut s, 3, "NEW", "2026-11-12T10:00:00+03:00");
+        entry(&mut s, 3, "NEGOTIATION", "2026-11-19T10:00:00+03:00");
+        s.deals.extend([deal(1, IVAN, 1.0), deal(2, IVAN, 1.0), deal(3, IVAN, 1.0)]);
+        let cfg = settings();
+        let r = scorecard(&s, &cfg, &w47(), IVAN);
+        let general = &r.breakdowns.funnel[1].stages;
+        let rows: Vec<(&str, u64, u64, Option<f64>)> =
+            general.iter().map(|st| (st.id.as_str(), st.deals, st.reached, st.conversion_pct)).collect();
+        // Entered: NEW {1, 2}, PROPOSAL {1}, NEGOTIATION {1, 3}. Furthest: 1 and 3 at
+        // NEGOTIATION, 2 at NEW; so reached NEW 3, PROPOSAL 2, NEGOTIATION 2, WON 0.
+        assert_eq!(
+            rows,
+            [
+                ("NEW", 2, 3, None),
+                ("PROPOSAL", 1, 2, Some(2.0 * 100.0 / 3.0)),
+                ("NEGOTIATION", 2, 2, Some(100.0)),
+                ("WON", 0, 0, Some(0.0)),
+                ("LOSE", 0, 0, None),
+            ]
+        );
     }
 
     #[test]

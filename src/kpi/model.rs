@@ -180,10 +180,14 @@ pub struct FunnelStage {
     pub name: String,
     /// Distinct deals with a stage-history entry into this stage in the period.
     pub deals: u64,
+    /// Distinct deals that got at least this far in the period: entered this stage or a
+    /// later in-progress or success stage of the pipeline (failure stages: = `deals`).
+    pub reached: u64,
     /// `P`, `S` or `F`.
     pub semantics: String,
-    /// `deals` of this stage / `deals` of the previous in-progress or success stage * 100;
-    /// null for the first stage, failure stages, or when the previous stage had none.
+    /// `reached` of this stage divided by `reached` of the previous in-progress or success
+    /// stage, times 100 (at most 100); null for the first stage, failure stages, or after
+    /// a stage no deal reached.
     pub conversion_pct: Option<f64>,
     /// Median days deals spent in this stage (entries into it during the period that
     /// have left it), null when none.

@@ -247,6 +247,8 @@ pub fn labels(lang: Language) -> BTreeMap<String, String> {
         ("managers", "Менеджеры", "Managers"),
         ("deal", "Сделка", "Deal"),
         ("deals", "Сделок", "Deals"),
+        ("entered", "Вошли", "Entered"),
+        ("reached", "Дошли", "Reached"),
         ("stage", "Стадия", "Stage"),
         ("pipeline", "Воронка", "Pipeline"),
         ("days", "Дней", "Days"),

@@ -276,6 +276,16 @@ fn send_to_the_outbox_gives_each_manager_their_own_scorecard_once() {
     assert_eq!(files_with(&outbox, "eml").len(), emls.len());
     ok(&run(dir.path(), config, &["send", "manager-weekly", "--period", "2026-W47", "--only", "17", "--resend"]));
     let after = files_with(&outbox, "eml");
+
+    // `status` tells what was delivered, what is next in local time, and that nothing waits.
+    let status = ok(&run(dir.path(), config, &["status"]));
+    let weekly = status.lines().position(|l| l.starts_with("manager-weekly (manager")).expect("a line per job");
+    assert!(status.lines().nth(weekly).unwrap().contains("next "), "{status}");
+    assert!(status.lines().nth(weekly).unwrap().contains("MSK"), "next slot in Moscow time: {status}");
+    let delivered = format!("last delivered: 2026-W47, {} report(s)", emls.len());
+    assert!(status.lines().nth(weekly + 1).is_some_and(|l| l.contains(&delivered)), "{status}");
+    assert!(status.contains("department-monthly (department"), "{status}");
+    assert!(status.contains("no deliveries pending or failed"), "{status}");
     assert!(after.len() == emls.len() + 1 || after.len() == emls.len(), "at most one more file: {after:?}");
 }
 

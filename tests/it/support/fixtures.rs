@@ -239,6 +239,7 @@ fn funnel(scale: u64) -> Vec<FunnelPipeline> {
         id: id.into(),
         name: name.into(),
         deals: deals * scale,
+        reached: deals * scale,
         semantics: semantics.into(),
         conversion_pct: conv,
         median_days: days,
