@@ -364,3 +364,59 @@ fn config_errors_exit_2_and_name_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2));
     ok(&run(dir.path(), Path::new(DEMO_CONFIG), &["check", "--offline"]));
 }
+
+/// CRM data is data: a manager named like Typst markup and a deal titled like HTML come
+/// out literally in the PDF and the e-mail, through a real portal configuration
+/// (`crm.source = "bitrix24"` against the emulator on loopback).
+#[test]
+fn crm_strings_print_literally_in_the_pdf_and_the_mail() {
+    const NAME: &str = "#set page(width: 1cm) <b>Ivan</b>";
+    const TITLE: &str = "*bold* <script>alert(1)</script> $x$";
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let slot = moscow(2026, 11, 23, 8);
+    let emulator = runtime.block_on(async {
+        let options =
+            salespulse::crm::emulator::EmulatorOptions { rate_per_sec: 500.0, burst: 1000, ..Default::default() };
+        salespulse::crm::emulator::Emulator::start(salespulse::crm::demo::portal(slot), options).await.unwrap()
+    });
+    emulator.update(|data| {
+        let user = data.users.iter_mut().find(|u| u["ID"] == "17").expect("manager 17 exists");
+        user.insert("NAME".into(), Value::from(NAME));
+        user.insert("LAST_NAME".into(), Value::from(""));
+        for deal in data.deals.iter_mut().filter(|d| d["ASSIGNED_BY_ID"] == "17") {
+            deal.insert("TITLE".into(), Value::from(TITLE));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config_text = std::fs::read_to_string(DEMO_CONFIG).unwrap().replace(
+        "source = \"demo\"\n",
+        &format!(
+            "source = \"bitrix24\"\nwebhook_url = \"{}\"\nrate_limit_per_sec = 500.0\nrate_limit_burst = 1000\n",
+            emulator.webhook_url()
+        ),
+    );
+    let config = dir.path().join("portal.toml");
+    std::fs::write(&config, config_text).unwrap();
+
+    ok(&run(dir.path(), &config, &["send", "manager-weekly", "--period", "2026-W47", "--only", "17"]));
+    runtime.block_on(emulator.shutdown());
+
+    let pdfs = files_with(&dir.path().join("state/reports/manager-weekly/2026-W47"), "pdf");
+    assert_eq!(pdfs.len(), 1);
+    let pdf_bytes = std::fs::read(&pdfs[0]).unwrap();
+    let text = pdf::normalize(&pdf::text(&pdf_bytes));
+    assert!(text.contains(&pdf::normalize(NAME)), "the name prints literally: {text}");
+    assert!(text.contains(&pdf::normalize("*bold* <script>alert(1)</script>")), "the title prints literally");
+    assert!(pdf::page_sizes(&pdf_bytes).into_iter().all(pdf::is_a4), "the page stays A4");
+
+    let emls = files_with(&dir.path().join("outbox"), "eml");
+    assert_eq!(emls.len(), 1);
+    let raw = std::fs::read(&emls[0]).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert!(msg.subject().unwrap().contains(NAME), "{:?}", msg.subject());
+    let html = msg.body_html(0).unwrap();
+    assert!(html.contains("#set page(width: 1cm) &lt;b&gt;Ivan&lt;"), "the name is escaped in the HTML: {html}");
+    assert!(!html.contains("<b>Ivan</b>"), "no live markup from CRM data in the HTML");
+    let plain = msg.body_text(0).unwrap();
+    assert!(plain.contains(NAME), "the plain text names the manager as written");
+}
