@@ -64,6 +64,9 @@ enum Command {
         /// Send again to recipients who already got this job's report for this period
         #[arg(long)]
         resend: bool,
+        /// Also write the PDFs and their .json into DIR/JOB/PERIOD/, as `report` does
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// The daemon: fire each job on its schedule.
     Run,
@@ -149,18 +152,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let pipeline = Pipeline::new(Arc::clone(&config));
             let request = RenderRequest { only, template };
             let reports = pipeline.render_job(job, &period, slot, &request).await.map_err(anyhow::Error::from)?;
-            let dir = out.join(&job.name).join(crate::pipeline::safe_file_stem(&period.label()));
-            for path in write_reports(&dir, &reports).map_err(anyhow::Error::from)? {
-                println!("{}", path.display());
-            }
+            write_report_files(&out, job, &period, &reports)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Send { job, period, only, resend } => {
+        Command::Send { job, period, only, resend, out } => {
             let job = find_job(&config, &job)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
             let runner = PipelineRunner::new(Arc::clone(&config))?;
             let request = RenderRequest { only, template: None };
-            let summary = runner.render_and_deliver(job, &period, slot, &request, DeliverOptions { resend }).await?;
+            let reports = runner.render(job, &period, slot, &request).await?;
+            if let Some(out) = out {
+                write_report_files(&out, job, &period, &reports)?;
+            }
+            let summary = runner.deliver(job, &period, &reports, DeliverOptions { resend }).await?;
             print_summary(&job.name, &period, &summary);
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -178,6 +182,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Writes each PDF and its `.json` into `out/JOB/PERIOD/` and prints each PDF's path.
+fn write_report_files(
+    out: &std::path::Path,
+    job: &JobConfig,
+    period: &Period,
+    reports: &[crate::pipeline::RenderedReport],
+) -> Result<(), Failure> {
+    let dir = out.join(&job.name).join(crate::pipeline::safe_file_stem(&period.label()));
+    for path in write_reports(&dir, reports).map_err(anyhow::Error::from)? {
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 fn find_job<'a>(config: &'a Config, name: &str) -> Result<&'a JobConfig, Failure> {

@@ -6,11 +6,21 @@
 //! QUERY_LIMIT_EXCEEDED. Fault injection (5xx, rate-limit answers, truncated bodies,
 //! delays) is deterministic given a seed.
 //!
+//! It also keeps a real operating-time account per webhook and method (§3): every command
+//! adds its measured execution time (plus [`EmulatorOptions::operating_cost_per_command`],
+//! so that a test reaches a small limit quickly) to ten baskets spanning
+//! [`EmulatorOptions::operating_window`]; every answer's `time` object (top level and each
+//! `result_time` of a `batch`) reports the method's sum as `operating` and when its oldest
+//! basket drops out as `operating_reset_at`. Once a sum is over
+//! [`EmulatorOptions::operating_limit`], the next call of that method is refused —
+//! HTTP 429 `OPERATION_TIME_LIMIT` alone, a `result_error` entry inside a `batch` — until
+//! baskets drop out; other methods are served, and the outer `batch` costs nothing.
+//!
 //! It serves whatever [`PortalData`] it is given (the demo portal is `super::demo`); it
 //! knows nothing of KPIs. The client that talks to it is `super::bitrix24`.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -75,6 +85,14 @@ pub struct EmulatorOptions {
     /// Methods the webhook has no scope for: answered 403 `insufficient_scope`, alone or
     /// inside a `batch`.
     pub denied_methods: Vec<String>,
+    /// The operating-time limit per method and webhook (Bitrix24 cloud: 480 s within
+    /// 10 min); `None` accounts the time but never refuses (an on-premise portal).
+    pub operating_limit: Option<Duration>,
+    /// The span the operating time is summed over, in ten baskets (Bitrix24: 10 min).
+    pub operating_window: Duration,
+    /// Added to every command's measured execution time, so that a test reaches the limit
+    /// after a few commands instead of after eight minutes of work.
+    pub operating_cost_per_command: Duration,
 }
 
 impl Default for EmulatorOptions {
@@ -91,6 +109,9 @@ impl Default for EmulatorOptions {
             seed: 1,
             command_errors: 0.0,
             denied_methods: Vec::new(),
+            operating_limit: Some(Duration::from_secs(480)),
+            operating_window: Duration::from_secs(600),
+            operating_cost_per_command: Duration::ZERO,
         }
     }
 }
@@ -108,6 +129,9 @@ pub struct EmulatorStats {
     pub faults: u64,
     /// Time spent inside the handler, summed.
     pub server_time: Duration,
+    /// Calls refused OPERATION_TIME_LIMIT because their method was over its operating-time
+    /// limit (alone or inside a `batch`; injected `command_errors` are counted in `faults`).
+    pub operation_limited: u64,
 }
 
 /// A running emulator. Dropping it leaves the server running until the runtime stops;
@@ -132,6 +156,47 @@ struct Portal {
     rate_limited: AtomicU64,
     faults: AtomicU64,
     server_nanos: AtomicU64,
+    /// Operating time per (webhook code, method).
+    operating: Mutex<HashMap<(String, String), Account>>,
+    operation_limited: AtomicU64,
+}
+
+/// One method's operating time: what it cost in each of the last ten baskets, oldest first.
+/// A basket opens with the first call after the previous one closed and drops out a window
+/// after it opened, as on a portal (`bitrix24-api.md` §3).
+#[derive(Debug, Default)]
+struct Account {
+    baskets: VecDeque<(Instant, Duration)>,
+}
+
+impl Account {
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while self.baskets.front().is_some_and(|(opened, _)| *opened + window <= now) {
+            self.baskets.pop_front();
+        }
+    }
+
+    fn used(&self) -> Duration {
+        self.baskets.iter().map(|(_, cost)| *cost).sum()
+    }
+
+    fn add(&mut self, now: Instant, cost: Duration, window: Duration) {
+        match self.baskets.back_mut() {
+            Some((opened, sum)) if now < *opened + window / 10 => *sum += cost,
+            _ => self.baskets.push_back((now, cost)),
+        }
+    }
+
+    /// When the oldest basket drops out (a window from now when there is none).
+    fn reset_at(&self, now: Instant, window: Duration) -> Instant {
+        self.baskets.front().map_or(now, |(opened, _)| *opened) + window
+    }
+}
+
+/// A method's operating time as its answer reports it.
+struct Operating {
+    used: Duration,
+    reset_at: Instant,
 }
 
 impl Emulator {
@@ -148,6 +213,8 @@ impl Emulator {
             rate_limited: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             server_nanos: AtomicU64::new(0),
+            operating: Mutex::new(HashMap::new()),
+            operation_limited: AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -177,6 +244,7 @@ impl Emulator {
             rate_limited: s.rate_limited.load(AtomicOrdering::Relaxed),
             faults: s.faults.load(AtomicOrdering::Relaxed),
             server_time: Duration::from_nanos(s.server_nanos.load(AtomicOrdering::Relaxed)),
+            operation_limited: s.operation_limited.load(AtomicOrdering::Relaxed),
         }
     }
 
@@ -301,9 +369,9 @@ async fn serve(
             }
         }
     }
-    let outcome = portal.call(&method, &params, true);
+    let outcome = portal.call(token, &method, &params, true);
     let mut response = match outcome {
-        Ok(done) => {
+        Ok((done, operating)) => {
             let mut env = Map::new();
             env.insert("result".into(), done.result);
             if let Some(n) = done.next {
@@ -312,7 +380,7 @@ async fn serve(
             if let Some(t) = done.total {
                 env.insert("total".into(), json!(t));
             }
-            env.insert("time".into(), time_object(started));
+            env.insert("time".into(), time_object(started, &operating));
             (StatusCode::OK, serde_json::to_string(&Value::Object(env)).expect("JSON serializes"))
         }
         Err((status, code, description)) => (status, error_body(code, &description)),
@@ -338,10 +406,14 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
     json_response(status, error_body(code, description))
 }
 
-/// The `time` object of every successful answer.
+/// The `time` object of every successful answer, with the method's operating time.
 #[allow(clippy::disallowed_methods)] // A portal's `time` object carries its wall clock.
-fn time_object(started: SystemTime) -> Value {
+fn time_object(started: SystemTime, operating: &Operating) -> Value {
     let finished = SystemTime::now();
+    // A whole second, as a portal writes it; rounded up so that a client waiting for it
+    // never wakes before the basket has really dropped out.
+    let reset_at = finished + operating.reset_at.saturating_duration_since(Instant::now());
+    let reset_at = reset_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64().ceil() as u64;
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let date = |t: SystemTime| {
         DateTime::<chrono::Utc>::from(t).with_timezone(&moscow()).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
@@ -349,7 +421,7 @@ fn time_object(started: SystemTime) -> Value {
     json!({
         "start": secs(started), "finish": secs(finished), "duration": secs(finished) - secs(started),
         "processing": secs(finished) - secs(started), "date_start": date(started), "date_finish": date(finished),
-        "operating_reset_at": secs(started) as u64 + 600, "operating": 0
+        "operating_reset_at": reset_at, "operating": operating.used.as_secs_f64()
     })
 }
 
@@ -371,7 +443,46 @@ impl Portal {
         true
     }
 
-    fn call(&self, method: &str, params: &Value, top: bool) -> Result<Done, Fail> {
+    /// Runs one method under its operating-time account: refused while the account is over
+    /// the limit (checked before the call, so the call that crosses it completes), its
+    /// execution time added after. The outer `batch` is not accounted; its commands are.
+    fn call(&self, token: &str, method: &str, params: &Value, top: bool) -> Result<(Done, Operating), Fail> {
+        let window = self.options.operating_window;
+        if method == "batch" {
+            let done = self.execute(token, method, params, top)?;
+            return Ok((done, Operating { used: Duration::ZERO, reset_at: Instant::now() + window }));
+        }
+        let key = (token.to_owned(), method.to_owned());
+        if let Some(limit) = self.options.operating_limit {
+            let mut accounts = self.operating.lock().expect("operating lock");
+            let account = accounts.entry(key.clone()).or_default();
+            account.expire(Instant::now(), window);
+            if account.used() > limit {
+                self.operation_limited.fetch_add(1, AtomicOrdering::Relaxed);
+                return Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "OPERATION_TIME_LIMIT",
+                    "Method is blocked due to operation time limit.".into(),
+                ));
+            }
+        }
+        let started = Instant::now();
+        let outcome = match self.execute(token, method, params, top) {
+            // An injected refusal did not run: it costs nothing.
+            Err(fail) if fail.1 == "OPERATION_TIME_LIMIT" => return Err(fail),
+            other => other,
+        };
+        let now = Instant::now();
+        let cost = now.duration_since(started) + self.options.operating_cost_per_command;
+        let mut accounts = self.operating.lock().expect("operating lock");
+        let account = accounts.entry(key).or_default();
+        account.expire(now, window);
+        account.add(now, cost, window);
+        let operating = Operating { used: account.used(), reset_at: account.reset_at(now, window) };
+        outcome.map(|done| (done, operating))
+    }
+
+    fn execute(&self, token: &str, method: &str, params: &Value, top: bool) -> Result<Done, Fail> {
         self.commands.fetch_add(u64::from(method != "batch"), AtomicOrdering::Relaxed);
         if self.options.denied_methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
             return Err((
@@ -393,7 +504,7 @@ impl Portal {
         }
         if method == "batch" {
             return if top {
-                self.batch(params)
+                self.batch(token, params)
             } else {
                 Err((
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -488,7 +599,7 @@ impl Portal {
         }
     }
 
-    fn batch(&self, params: &Value) -> Result<Done, Fail> {
+    fn batch(&self, token: &str, params: &Value) -> Result<Done, Fail> {
         let cmds: Vec<(String, String)> = match param(params, "cmd") {
             Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
             Some(Value::Array(a)) => a.iter().enumerate().map(|(i, v)| (i.to_string(), text(v))).collect(),
@@ -510,8 +621,8 @@ impl Portal {
             let (method, query) = cmd.split_once('?').unwrap_or((&cmd, ""));
             let mut p = parse_php_query(query);
             substitute(&mut p, &done_so_far);
-            match self.call(&method.trim_end_matches('/').to_ascii_lowercase(), &p, false) {
-                Ok(done) => {
+            match self.call(token, &method.trim_end_matches('/').to_ascii_lowercase(), &p, false) {
+                Ok((done, operating)) => {
                     done_so_far.insert(key.clone(), done.result.clone());
                     results.push((key.clone(), done.result));
                     if let Some(t) = done.total {
@@ -520,7 +631,7 @@ impl Portal {
                     if let Some(n) = done.next {
                         nexts.push((key.clone(), json!(n)));
                     }
-                    times.push((key, time_object(started)));
+                    times.push((key, time_object(started, &operating)));
                 }
                 Err((_, code, description)) => {
                     errors.push((key, json!({"error": code, "error_description": description})));
@@ -928,12 +1039,14 @@ mod tests {
             rate_limited: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             server_nanos: AtomicU64::new(0),
+            operating: Mutex::new(HashMap::new()),
+            operation_limited: AtomicU64::new(0),
         };
         let cmd = json!({"a": "crm.deal.list?order[ID]=ASC&filter[%3EID]=0&start=-1",
                          "b": "crm.deal.list?order[ID]=ASC&filter[%3EID]=%24result%5Ba%5D%5B49%5D%5BID%5D&start=-1",
                          "c": "crm.deal.list?order[ID]=ASC&filter[>ID]=$result[b][49][ID]&start=-1",
                          "d": "no.such.method"});
-        let done = portal.call("batch", &json!({"halt": 0, "cmd": cmd}), true).unwrap();
+        let (done, _) = portal.call("t", "batch", &json!({"halt": 0, "cmd": cmd}), true).unwrap();
         let r = &done.result["result"];
         assert_eq!(r["b"][0]["ID"], "51");
         assert_eq!(r["c"].as_array().unwrap().len(), 20);

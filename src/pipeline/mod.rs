@@ -379,8 +379,30 @@ impl PipelineRunner {
         options: DeliverOptions,
     ) -> anyhow::Result<DeliverySummary> {
         let reports = self.pipeline.render_job(job, period, slot, request).await?;
+        self.deliver(job, period, &reports, options).await
+    }
+
+    /// Renders every report of `job` for `period` (nothing is sent).
+    pub async fn render(
+        &self,
+        job: &JobConfig,
+        period: &Period,
+        slot: DateTime<Tz>,
+        request: &RenderRequest,
+    ) -> anyhow::Result<Vec<RenderedReport>> {
+        Ok(self.pipeline.render_job(job, period, slot, request).await?)
+    }
+
+    /// Delivers rendered reports through the ledger, each exactly once.
+    pub async fn deliver(
+        &self,
+        job: &JobConfig,
+        period: &Period,
+        reports: &[RenderedReport],
+        options: DeliverOptions,
+    ) -> anyhow::Result<DeliverySummary> {
         let config = self.pipeline.config();
-        Ok(deliver::deliver(&self.store, &self.mailer, config, job, period, &reports, &options).await?)
+        Ok(deliver::deliver(&self.store, &self.mailer, config, job, period, reports, &options).await?)
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, FixedOffset};
 use salespulse::config::Secret;
 use salespulse::crm::bitrix24::wire::{self, Envelope, Notes};
 use salespulse::crm::bitrix24::{Bitrix24Client, ClientSettings};
-use salespulse::crm::emulator::{Emulator, EmulatorOptions, PortalData, Record};
+use salespulse::crm::emulator::{Emulator, EmulatorOptions, EmulatorStats, PortalData, Record};
 use salespulse::crm::{CrmSource, FetchRequest, Scope, demo};
 use salespulse::domain::{CrmSnapshot, Semantics};
 use serde_json::Value;
@@ -26,8 +26,13 @@ fn fast_portal() -> EmulatorOptions {
 }
 
 fn fast_client(url: &str) -> Bitrix24Client {
-    let settings =
-        ClientSettings { rate_per_sec: 10_000.0, burst: 10_000, timeout: Duration::from_secs(10), max_retries: 12 };
+    let settings = ClientSettings {
+        rate_per_sec: 10_000.0,
+        burst: 10_000,
+        timeout: Duration::from_secs(10),
+        max_retries: 12,
+        ..ClientSettings::default()
+    };
     Bitrix24Client::new(&Secret::new(url), settings).unwrap()
 }
 
@@ -157,8 +162,13 @@ async fn faults_of_the_portal_do_not_change_the_snapshot() {
         ..fast_portal()
     };
     let emulator = Emulator::start(data, faulty).await.unwrap();
-    let settings =
-        ClientSettings { rate_per_sec: 10_000.0, burst: 10_000, timeout: Duration::from_millis(700), max_retries: 20 };
+    let settings = ClientSettings {
+        rate_per_sec: 10_000.0,
+        burst: 10_000,
+        timeout: Duration::from_millis(700),
+        max_retries: 20,
+        ..ClientSettings::default()
+    };
     let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
     let snapshot = client.fetch(&request(40)).await.unwrap();
     let stats = emulator.stats();
@@ -201,8 +211,13 @@ async fn a_command_the_webhook_may_not_call_stops_the_run_and_is_named() {
 async fn a_portal_that_keeps_failing_is_a_transient_error_after_the_retries() {
     let options = EmulatorOptions { server_errors: 1.0, ..fast_portal() };
     let emulator = Emulator::start(demo::portal(as_of()), options).await.unwrap();
-    let settings =
-        ClientSettings { rate_per_sec: 10_000.0, burst: 10_000, timeout: Duration::from_secs(5), max_retries: 3 };
+    let settings = ClientSettings {
+        rate_per_sec: 10_000.0,
+        burst: 10_000,
+        timeout: Duration::from_secs(5),
+        max_retries: 3,
+        ..ClientSettings::default()
+    };
     let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
     let err = client.fetch(&request(7)).await.unwrap_err();
     emulator.shutdown().await;
@@ -245,7 +260,13 @@ async fn the_portal_bucket_refuses_a_flood_and_the_client_bucket_avoids_it() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     let before = emulator.stats().rate_limited;
-    let settings = ClientSettings { rate_per_sec: 18.0, burst: 9, timeout: Duration::from_secs(10), max_retries: 0 };
+    let settings = ClientSettings {
+        rate_per_sec: 18.0,
+        burst: 9,
+        timeout: Duration::from_secs(10),
+        max_retries: 0,
+        ..ClientSettings::default()
+    };
     let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
     for _ in 0..3 {
         client.fetch(&request(3)).await.unwrap();
@@ -403,4 +424,126 @@ async fn fifteen_months_at_the_portals_own_pace_never_hit_its_limit() {
     let requests = client.requests_made();
     assert!(requests <= stats.commands.div_ceil(50) + 6, "{requests} requests for {} commands", stats.commands);
     assert!(snapshot.activities.len() > 10_000);
+}
+
+/// A portal whose methods may run 350 ms within 2 s, each call costing 100 ms.
+fn tight_operating_limit() -> EmulatorOptions {
+    EmulatorOptions {
+        operating_limit: Some(Duration::from_millis(350)),
+        operating_window: Duration::from_secs(2),
+        operating_cost_per_command: Duration::from_millis(100),
+        ..fast_portal()
+    }
+}
+
+async fn post(url: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_method_over_its_operating_time_is_refused_until_its_oldest_basket_drops_out() {
+    let emulator = Emulator::start(demo::portal(as_of()), tight_operating_limit()).await.unwrap();
+    let deals = format!("{}crm.deal.list", emulator.webhook_url());
+    let leads = format!("{}crm.lead.list", emulator.webhook_url());
+    let mut used = Vec::new();
+    let mut resets_in = 0.0;
+    // 3 calls use 300 ms (under 350), the 4th crosses the limit and is still served.
+    for _ in 0..4 {
+        let (status, body) = post(&deals, serde_json::json!({"start": -1})).await;
+        assert_eq!(status, 200, "{body}");
+        let time = &body["time"];
+        used.push(time["operating"].as_f64().unwrap());
+        resets_in = time["operating_reset_at"].as_f64().unwrap() - time["finish"].as_f64().unwrap();
+        assert!(time["operating_reset_at"].is_u64(), "a unix time in whole seconds: {time}");
+    }
+    assert!(used.windows(2).all(|w| w[1] - w[0] >= 0.099), "each call adds its 100 ms: {used:?}");
+    assert!(used[3] > 0.35, "{used:?}");
+    assert!((0.0..=3.0).contains(&resets_in), "the oldest basket drops out within the 2 s window: {resets_in}");
+
+    let (status, body) = post(&deals, serde_json::json!({"start": -1})).await;
+    assert_eq!(status, 429);
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked due to operation time limit."})
+    );
+    let (status, body) = post(&leads, serde_json::json!({"start": -1})).await;
+    assert_eq!(status, 200, "another method is not blocked: {body}");
+
+    // Inside a batch the refusal is the command's own; the batch and other methods are served.
+    let batch = format!("{}batch", emulator.webhook_url());
+    let cmd = serde_json::json!({"deals": "crm.deal.list?start=-1", "leads": "crm.lead.list?start=-1"});
+    let (status, body) = post(&batch, serde_json::json!({"halt": 0, "cmd": cmd})).await;
+    assert_eq!(status, 200, "{body}");
+    let r = &body["result"];
+    assert_eq!(
+        r["result_error"],
+        serde_json::json!({"deals": {"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked due to operation time limit."}})
+    );
+    assert_eq!(r["result"]["leads"].as_array().unwrap().len(), 50);
+    let lead_time = &r["result_time"]["leads"];
+    assert!(lead_time["operating"].as_f64().unwrap() >= 0.2, "the lead list's own sum: {lead_time}");
+    assert_eq!(body["time"]["operating"], 0.0, "the outer batch is not accounted");
+    assert_eq!(emulator.stats().operation_limited, 2);
+
+    // At `operating_reset_at` the basket holding all four calls drops out.
+    tokio::time::sleep(Duration::from_secs_f64(resets_in + 0.05)).await;
+    let (status, body) = post(&deals, serde_json::json!({"start": -1})).await;
+    assert_eq!(status, 200, "served again after the reset: {body}");
+    assert!(body["time"]["operating"].as_f64().unwrap() < 0.2, "only this call is left: {}", body["time"]);
+    assert_eq!(emulator.stats().operation_limited, 2);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tiny_operating_limit_slows_the_fetch_but_does_not_change_its_snapshot() {
+    let data = demo::portal(as_of());
+    let (unlimited, _, emulator) = fetch(data.clone(), fast_portal(), 40).await;
+    emulator.shutdown().await;
+
+    // Every method may run 1 s within 2 s, and each command costs 20 ms: the deal,
+    // activity and history lists need several windows.
+    let limit = Duration::from_secs(1);
+    let options = EmulatorOptions {
+        operating_limit: Some(limit),
+        operating_window: Duration::from_secs(2),
+        operating_cost_per_command: Duration::from_millis(20),
+        ..fast_portal()
+    };
+    let client_knowing = ClientSettings {
+        rate_per_sec: 10_000.0,
+        burst: 10_000,
+        timeout: Duration::from_secs(10),
+        operating_limit: limit,
+        ..ClientSettings::default()
+    };
+    let (snapshot, stats, took) = fetch_under(data.clone(), options.clone(), client_knowing.clone()).await;
+    assert_eq!(snapshot, unlimited);
+    assert!(took >= Duration::from_secs(2), "the client waited for resets: {took:?}");
+    // The client plans each batch under the limit from the cost per call it has seen, so
+    // the portal does not need to refuse it.
+    assert_eq!(stats.operation_limited, 0, "{stats:?}");
+
+    // A client that believes the cloud's 480 s is refused, and recovers: it keeps the pages
+    // answered before a refusal and asks for the rest after the reset the portal announced.
+    let client_unaware = ClientSettings { operating_limit: Duration::from_secs(480), ..client_knowing };
+    let (snapshot, stats, _) = fetch_under(data, options, client_unaware).await;
+    assert_eq!(snapshot, unlimited);
+    assert!(stats.operation_limited > 0, "{stats:?}");
+}
+
+async fn fetch_under(
+    data: PortalData,
+    options: EmulatorOptions,
+    settings: ClientSettings,
+) -> (CrmSnapshot, EmulatorStats, Duration) {
+    let emulator = Emulator::start(data, options).await.unwrap();
+    let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
+    let started = std::time::Instant::now();
+    let snapshot = client.fetch(&request(40)).await.unwrap();
+    let took = started.elapsed();
+    let stats = emulator.stats();
+    emulator.shutdown().await;
+    eprintln!("{stats:?}, {} requests, {took:?}", client.requests_made());
+    (snapshot, stats, took)
 }

@@ -32,8 +32,13 @@ fn portal_at(at: DateTime<FixedOffset>) -> PortalData {
 }
 
 fn fast_client(url: &str) -> Bitrix24Client {
-    let settings =
-        ClientSettings { rate_per_sec: 10_000.0, burst: 10_000, timeout: Duration::from_secs(10), max_retries: 12 };
+    let settings = ClientSettings {
+        rate_per_sec: 10_000.0,
+        burst: 10_000,
+        timeout: Duration::from_secs(10),
+        max_retries: 12,
+        ..ClientSettings::default()
+    };
     Bitrix24Client::new(&Secret::new(url), settings).unwrap()
 }
 

@@ -248,8 +248,11 @@ fn a_report_for_a_period_is_the_same_whenever_it_runs() {
 fn send_to_the_outbox_gives_each_manager_their_own_scorecard_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = Path::new(DEMO_CONFIG);
-    let first = run(dir.path(), config, &["send", "manager-weekly", "--period", "2026-W47"]);
-    ok(&first);
+    // README's main command, with the period pinned.
+    let first = ok(&run(dir.path(), config, &["send", "manager-weekly", "--period", "2026-W47", "--out", "out"]));
+    let pdfs = files_with(&dir.path().join("out/manager-weekly/2026-W47"), "pdf");
+    assert!(pdfs.iter().any(|p| p.ends_with("2026-W47 Иван Петров.pdf")), "{pdfs:?}");
+    assert!(first.contains(&format!("{} sent, 0 skipped", pdfs.len())), "{first}");
     let outbox = dir.path().join("outbox");
     let emls = files_with(&outbox, "eml");
     assert!(emls.len() >= 8, "{emls:?}");

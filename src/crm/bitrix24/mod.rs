@@ -9,6 +9,15 @@
 //! status; transient ones are retried with capped, jittered backoff. The webhook code never
 //! leaves this module: logs and errors show `https://portal/rest/1/***/`.
 //!
+//! The portal's operating-time limit (§3: a method may run 480 s within 10 min, then it is
+//! refused OPERATION_TIME_LIMIT) is kept per method from the `time` object of every answer
+//! and every `result_time` of a batch: before a method whose last known `operating` is
+//! within [`ClientSettings::operating_margin`] of [`ClientSettings::operating_limit`] is
+//! called again, the client waits until its `operating_reset_at`. A batch command refused
+//! anyway keeps the pages answered before it; the rest of its list is asked for again after
+//! the reset. A wait longer than [`ClientSettings::max_operating_wait`], or a method refused
+//! more than `max_retries` times in a row, ends the run with a transient error naming it.
+//!
 //! Wire types and their conversion are in [`wire`]; the client reading through the local
 //! cache of fetched records is [`cached`]; the KPI arithmetic is `kpi`'s job.
 
@@ -16,10 +25,10 @@ pub mod cached;
 pub mod limiter;
 pub mod wire;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -48,11 +57,27 @@ pub struct ClientSettings {
     pub timeout: Duration,
     /// Retries of one request after a transient failure.
     pub max_retries: u32,
+    /// The portal's operating-time limit per method (Bitrix24 cloud: 480 s within 10 min).
+    pub operating_limit: Duration,
+    /// The fraction of `operating_limit` kept free: a method whose last known operating time
+    /// is above `limit × (1 − margin)` waits for its oldest basket to drop out first.
+    pub operating_margin: f64,
+    /// The longest one wait for an operating-time reset may be; a longer one fails the run.
+    pub max_operating_wait: Duration,
 }
 
 impl Default for ClientSettings {
     fn default() -> Self {
-        ClientSettings { rate_per_sec: 2.0, burst: 50, timeout: Duration::from_secs(60), max_retries: 8 }
+        ClientSettings {
+            rate_per_sec: 2.0,
+            burst: 50,
+            timeout: Duration::from_secs(60),
+            max_retries: 8,
+            operating_limit: Duration::from_secs(480),
+            operating_margin: 0.1,
+            // A basket drops out at most one 10-minute window after it opened.
+            max_operating_wait: Duration::from_secs(610),
+        }
     }
 }
 
@@ -78,12 +103,34 @@ struct Inner {
     settings: ClientSettings,
     bucket: LeakyBucket,
     requests: AtomicU64,
+    /// The last known operating time of each method.
+    operating: Mutex<HashMap<String, MethodTime>>,
+}
+
+/// What the portal last said about one method's operating time.
+#[derive(Clone, Copy, Debug)]
+struct MethodTime {
+    /// Seconds used within the portal's window.
+    used: f64,
+    /// When its oldest basket drops out, if the portal said.
+    resets: Option<tokio::time::Instant>,
+    /// Seconds one call added last time: how many more calls fit before the limit.
+    step: Option<f64>,
 }
 
 /// A failure of one attempt, before retries decide.
 enum Failure {
     Transient(String, String),
+    /// OPERATION_TIME_LIMIT: transient, but a retry waits for the method's reset.
+    Operating(String, String),
     Permanent(String, String),
+}
+
+/// A batch's answers, and the commands refused for their method's operating time.
+struct BatchAnswers {
+    answers: BTreeMap<String, Answer>,
+    /// (method, detail) of each refused command.
+    blocked: Vec<(String, String)>,
 }
 
 /// One command of a `batch`.
@@ -99,6 +146,7 @@ struct Answer {
     result: Value,
     total: Option<u64>,
     next: Option<u64>,
+    operating: Option<wire::Operating>,
 }
 
 impl Bitrix24Client {
@@ -144,7 +192,15 @@ impl Bitrix24Client {
             .map_err(|e| bad(format!("failed to build the HTTP client: {}", e.without_url())))?;
         let bucket = LeakyBucket::new(settings.rate_per_sec, settings.burst);
         Ok(Bitrix24Client {
-            inner: Arc::new(Inner { http, base, redacted, settings, bucket, requests: AtomicU64::new(0) }),
+            inner: Arc::new(Inner {
+                http,
+                base,
+                redacted,
+                settings,
+                bucket,
+                requests: AtomicU64::new(0),
+                operating: Mutex::new(HashMap::new()),
+            }),
         })
     }
 
@@ -162,12 +218,37 @@ impl Bitrix24Client {
     async fn call(&self, method: &str, label: &str, params: &Value) -> Result<Answer, CrmError> {
         let mut attempt: u32 = 0;
         loop {
+            self.await_operating(method).await?;
             self.inner.bucket.acquire().await;
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(portal = %self.inner.redacted, method = label, attempt, "Calling Bitrix24.");
             match self.once(method, label, params).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    // The outer `batch` is not accounted; its commands are, in `batch`.
+                    if method != "batch"
+                        && let Some(operating) = answer.operating
+                    {
+                        self.note_operating(method, operating);
+                    }
+                    return Ok(answer);
+                }
                 Err(Failure::Permanent(method, detail)) => return Err(CrmError::Permanent { method, detail }),
+                Err(Failure::Operating(shown, detail)) => {
+                    if attempt >= self.inner.settings.max_retries {
+                        return Err(CrmError::Transient {
+                            method: shown,
+                            detail: format!("{detail}; gave up after {} attempts", attempt + 1),
+                        });
+                    }
+                    self.note_refused(method);
+                    tracing::warn!(portal = %self.inner.redacted, method = %shown, attempt, detail = %detail, "Bitrix24 method over its operating-time limit; retrying after its reset.");
+                    // With a known reset ahead, the wait at the top of the loop is the right
+                    // one; without, the portal said nothing of when, so back off.
+                    if !self.reset_ahead(method) {
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                    }
+                    attempt += 1;
+                }
                 Err(Failure::Transient(method, detail)) => {
                     if attempt >= self.inner.settings.max_retries {
                         return Err(CrmError::Transient {
@@ -237,7 +318,10 @@ impl Bitrix24Client {
             }
         };
         match wire::decode_envelope(&value) {
-            Ok(Envelope::Success { result, next, total }) => Ok(Answer { result, next, total }),
+            Ok(Envelope::Success { result, next, total }) => {
+                let operating = value.get("time").and_then(wire::decode_operating);
+                Ok(Answer { result, next, total, operating })
+            }
             Ok(Envelope::Error(api)) => Err(classify(label, &api, status.as_u16())),
             Err(detail) if status.is_server_error() => Err(transient(format!("HTTP {status}: {detail}"))),
             Err(detail) => Err(permanent(format!("the answer is not a Bitrix24 envelope ({detail})"))),
@@ -245,30 +329,48 @@ impl Bitrix24Client {
     }
 
     /// Runs commands in one `batch` (retried as a whole: every command is a read). A
-    /// command's own error is classified like a call's.
-    async fn batch(&self, commands: &[Command]) -> Result<BTreeMap<String, Answer>, CrmError> {
+    /// command's own error is classified like a call's; a command refused for its method's
+    /// operating time is left out of the answers and named in `blocked`, so that the caller
+    /// keeps what was answered and asks for the rest after the reset.
+    async fn batch(&self, commands: &[Command]) -> Result<BatchAnswers, CrmError> {
         let methods: BTreeSet<&str> = commands.iter().map(|c| c.method).collect();
-        let label = format!("batch [{}]", methods.into_iter().collect::<Vec<_>>().join(", "));
+        let label = format!("batch [{}]", methods.iter().copied().collect::<Vec<_>>().join(", "));
         let cmd: Map<String, Value> =
             commands.iter().map(|c| (c.key.clone(), Value::String(format!("{}?{}", c.method, c.query)))).collect();
         let params = json!({"halt": 0, "cmd": cmd});
         let mut attempt = 0;
         loop {
+            for method in &methods {
+                self.await_operating(method).await?;
+            }
             let answer = self.call("batch", &label, &params).await?;
             let decoded = wire::decode_batch(&answer.result).map_err(|detail| CrmError::Permanent {
                 method: label.clone(),
                 detail: format!("broken batch answer: {detail}"),
             })?;
+            // In key order, which is execution order: the last word on a method is its latest.
+            for c in commands {
+                if let Some(operating) = decoded.operating.get(&c.key) {
+                    self.note_operating(c.method, *operating);
+                }
+            }
             let mut retry = None;
+            let mut blocked = Vec::new();
             for (key, err) in &decoded.errors {
                 let method = commands.iter().find(|c| &c.key == key).map(|c| c.method).unwrap_or("batch");
                 match classify(method, err, 400) {
                     Failure::Permanent(method, detail) => return Err(CrmError::Permanent { method, detail }),
                     Failure::Transient(method, detail) => retry = Some((method, detail)),
+                    Failure::Operating(shown, detail) => {
+                        self.note_refused(method);
+                        blocked.push((shown, detail));
+                    }
                 }
             }
             if retry.is_none()
-                && let Some(lost) = commands.iter().find(|c| !decoded.results.contains_key(&c.key))
+                && let Some(lost) = commands
+                    .iter()
+                    .find(|c| !decoded.results.contains_key(&c.key) && !decoded.errors.contains_key(&c.key))
             {
                 // Neither a result nor an error: a page silently missing would make the
                 // list look shorter than it is, so the batch is asked again.
@@ -287,44 +389,148 @@ impl Bitrix24Client {
                 attempt += 1;
                 continue;
             }
-            let mut out = BTreeMap::new();
-            for c in commands {
-                out.insert(
+            let mut answers = BTreeMap::new();
+            for c in commands.iter().filter(|c| !decoded.errors.contains_key(&c.key)) {
+                answers.insert(
                     c.key.clone(),
                     Answer {
                         result: decoded.results.get(&c.key).cloned().unwrap_or(Value::Null),
                         total: decoded.totals.get(&c.key).copied(),
                         next: decoded.nexts.get(&c.key).copied(),
+                        operating: decoded.operating.get(&c.key).copied(),
                     },
                 );
             }
-            return Ok(out);
+            return Ok(BatchAnswers { answers, blocked });
         }
+    }
+
+    fn note_operating(&self, method: &str, operating: wire::Operating) {
+        let resets = operating.resets_in.map(|d| tokio::time::Instant::now() + d);
+        let mut known = self.inner.operating.lock().expect("no panics while holding the operating times");
+        let step = match known.get(method) {
+            // A drop means a basket dropped out: the step is unknown, keep the last one.
+            Some(before) if operating.used > before.used => Some(operating.used - before.used),
+            Some(before) => before.step,
+            // The first word on a method: its sum is at most what this call cost.
+            None => (operating.used > 0.0).then_some(operating.used),
+        };
+        known.insert(method.to_owned(), MethodTime { used: operating.used, resets, step });
+    }
+
+    /// A refusal says the method is at its limit, though not until when.
+    fn note_refused(&self, method: &str) {
+        let limit = self.inner.settings.operating_limit.as_secs_f64();
+        let mut known = self.inner.operating.lock().expect("no panics while holding the operating times");
+        let entry = known.entry(method.to_owned()).or_insert(MethodTime { used: limit, resets: None, step: None });
+        entry.used = entry.used.max(limit);
+    }
+
+    /// Whether the portal said when `method`'s oldest basket drops out, and that is ahead.
+    fn reset_ahead(&self, method: &str) -> bool {
+        let known = self.inner.operating.lock().expect("no panics while holding the operating times");
+        known.get(method).and_then(|t| t.resets).is_some_and(|at| at > tokio::time::Instant::now())
+    }
+
+    /// The threshold the operating time of a method is kept under, in seconds.
+    fn operating_threshold(&self) -> f64 {
+        let s = &self.inner.settings;
+        s.operating_limit.as_secs_f64() * (1.0 - s.operating_margin.clamp(0.0, 1.0))
+    }
+
+    /// How many commands of `method` one batch may hold: as many as its last known step
+    /// fits under the threshold, at least one (after a reset the sum is not known until the
+    /// next answer, and the call that crosses a limit is still served).
+    fn operating_room(&self, method: &str) -> usize {
+        let threshold = self.operating_threshold();
+        let known = self.inner.operating.lock().expect("no panics while holding the operating times");
+        match known.get(method).and_then(|t| Some((t.used, t.step?))) {
+            Some((used, step)) if step > 0.0 => (((threshold - used) / step).floor().max(1.0) as usize).min(BATCH_MAX),
+            _ => BATCH_MAX,
+        }
+    }
+
+    /// Waits while `method`'s last known operating time is within the margin of the limit
+    /// and its oldest basket has not dropped out yet; fails when that is too far away.
+    async fn await_operating(&self, method: &str) -> Result<(), CrmError> {
+        let s = &self.inner.settings;
+        let limit = s.operating_limit.as_secs_f64();
+        let threshold = self.operating_threshold();
+        let pending = {
+            let known = self.inner.operating.lock().expect("no panics while holding the operating times");
+            known.get(method).filter(|t| t.used >= threshold).and_then(|t| {
+                let wait = t.resets?.saturating_duration_since(tokio::time::Instant::now());
+                (!wait.is_zero()).then_some((wait, t.used))
+            })
+        };
+        let Some((wait, used)) = pending else { return Ok(()) };
+        if wait > s.max_operating_wait {
+            return Err(CrmError::Transient {
+                method: method.to_owned(),
+                detail: format!(
+                    "the portal's operating-time limit for the method was reached ({used:.1} s of {limit:.0} s used); \
+                     it frees up in {} s, longer than a run waits ({} s)",
+                    wait.as_secs(),
+                    s.max_operating_wait.as_secs()
+                ),
+            });
+        }
+        tracing::info!(portal = %self.inner.redacted, method, used_s = used, wait_ms = wait.as_millis() as u64, "Bitrix24 method near its operating-time limit; waiting for its reset.");
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// Walks every list to its end, packing up to [`BATCH_MAX`] pages per `batch`.
     async fn run(&self, jobs: &mut [ListJob]) -> Result<(), CrmError> {
         let mut rounds = 0usize;
+        // Rounds in a row in which the operating-time limit let nothing through.
+        let mut stalled: u32 = 0;
         while jobs.iter().any(|j| !j.done) {
             rounds += 1;
             let mut commands = Vec::new();
             let mut plan: Vec<(usize, usize)> = Vec::new(); // (job, commands)
+            // Commands each method may still take this round under its operating time.
+            let mut budget: HashMap<&'static str, usize> = HashMap::new();
             for (i, job) in jobs.iter_mut().enumerate() {
-                let room = BATCH_MAX - commands.len();
+                let left = budget.entry(job.method).or_insert_with(|| self.operating_room(job.method));
+                let room = (BATCH_MAX - commands.len()).min(*left);
                 if job.done || room == 0 {
                     continue;
                 }
                 let cmds = job.commands(i, rounds, room);
+                *left = left.saturating_sub(cmds.len());
                 plan.push((i, cmds.len()));
                 commands.extend(cmds);
             }
-            let mut answers = self.batch(&commands).await?;
+            let BatchAnswers { mut answers, blocked } = self.batch(&commands).await?;
             let mut at = 0;
+            let mut progressed = false;
             for (i, n) in plan {
-                let mine: Vec<Answer> =
-                    commands[at..at + n].iter().map(|c| answers.remove(&c.key).unwrap_or_default()).collect();
+                // A job takes its pages up to the first refused one: later ones chained on it
+                // (`$result[..]`) and are asked for again next round.
+                let mine: Vec<Answer> = commands[at..at + n].iter().map_while(|c| answers.remove(&c.key)).collect();
                 at += n;
-                jobs[i].absorb(mine)?;
+                if !mine.is_empty() {
+                    progressed = true;
+                    jobs[i].absorb(mine)?;
+                }
+            }
+            if let Some((method, detail)) = blocked.into_iter().next() {
+                if progressed {
+                    stalled = 0;
+                } else {
+                    if stalled >= self.inner.settings.max_retries {
+                        return Err(CrmError::Transient {
+                            method,
+                            detail: format!("{detail}; gave up after {} attempts", stalled + 1),
+                        });
+                    }
+                    // The next batch waits for a reset the portal announced; without one, back off.
+                    if !self.reset_ahead(&method) {
+                        tokio::time::sleep(self.backoff(stalled)).await;
+                    }
+                    stalled += 1;
+                }
             }
         }
         Ok(())
@@ -519,7 +725,10 @@ fn classify(method: &str, api: &ApiError, status: u16) -> Failure {
     let p = |d: String| Failure::Permanent(method.to_owned(), d);
     match api.code.to_ascii_uppercase().as_str() {
         "QUERY_LIMIT_EXCEEDED" => t(format!("the portal's request limit was hit ({shown})")),
-        "OPERATION_TIME_LIMIT" => t(format!("the method's operating time limit was hit ({shown})")),
+        "OPERATION_TIME_LIMIT" => Failure::Operating(
+            method.to_owned(),
+            format!("the portal's operating-time limit for the method was reached ({shown})"),
+        ),
         "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" | "ERROR_INTERNAL" => {
             t(format!("the portal had an internal error ({shown})"))
         }
@@ -859,11 +1068,13 @@ mod tests {
             status,
         ) {
             Failure::Transient(..) => "transient",
+            Failure::Operating(..) => "operating time",
             Failure::Permanent(..) => "permanent",
         };
         assert_eq!(e("QUERY_LIMIT_EXCEEDED", 200), "transient");
         assert_eq!(e("QUERY_LIMIT_EXCEEDED", 429), "transient");
-        assert_eq!(e("OPERATION_TIME_LIMIT", 429), "transient");
+        assert_eq!(e("OPERATION_TIME_LIMIT", 429), "operating time");
+        assert_eq!(e("OPERATION_TIME_LIMIT", 200), "operating time", "inside a batch");
         assert_eq!(e("INTERNAL_SERVER_ERROR", 500), "transient");
         assert_eq!(e("", 503), "transient");
         assert_eq!(e("INVALID_CREDENTIALS", 401), "permanent");

@@ -8,6 +8,7 @@
 //! these types.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::DateTime;
 use serde_json::{Map, Value};
@@ -39,6 +40,37 @@ pub struct BatchResult {
     pub errors: BTreeMap<String, ApiError>,
     pub totals: BTreeMap<String, u64>,
     pub nexts: BTreeMap<String, u64>,
+    /// Each answered command's operating time, from its `result_time`.
+    pub operating: BTreeMap<String, Operating>,
+}
+
+/// A method's operating time as the `time` object of an answer reports it (§3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Operating {
+    /// `operating`: seconds the method has run within the portal's window.
+    pub used: f64,
+    /// `operating_reset_at` less `finish`: how long until the oldest basket drops out. Both
+    /// are the portal's clock, so a local clock that is off does not matter.
+    pub resets_in: Option<Duration>,
+}
+
+/// Reads `operating` and `operating_reset_at` from a `time` object; `None` without them.
+pub fn decode_operating(time: &Value) -> Option<Operating> {
+    let number = |key: &str| {
+        match time.get(key)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }
+        .filter(|f| f.is_finite())
+    };
+    let used = number("operating")?.max(0.0);
+    let now = number("finish").or_else(|| number("start"));
+    let resets_in = match (number("operating_reset_at"), now) {
+        (Some(reset), Some(now)) => Some(Duration::from_secs_f64((reset - now).clamp(0.0, 86_400.0))),
+        _ => None,
+    };
+    Some(Operating { used, resets_in })
 }
 
 /// Reads a top-level answer. `Err` means the body is JSON but not an envelope.
@@ -82,7 +114,11 @@ pub fn decode_batch(result: &Value) -> Result<BatchResult, String> {
         }
     }
     if let Some(v) = obj.get("result_time") {
-        php_map(v).map_err(|e| format!("result_time: {e}"))?;
+        for (key, time) in php_map(v).map_err(|e| format!("result_time: {e}"))? {
+            if let Some(operating) = decode_operating(&time) {
+                out.operating.insert(key, operating);
+            }
+        }
     }
     Ok(out)
 }
