@@ -512,6 +512,16 @@ impl JobRunner for &Runner {
             }
             .into());
         }
+        if job.name == "broken-weekly" {
+            // What the pipeline returns for an admin's template with a mistake in it.
+            return Err(salespulse::render::RenderError::Template {
+                template: "/etc/salespulse/broken.typ".into(),
+                line: 3,
+                column: 4,
+                message: "dictionary does not contain key \"nmae\"".into(),
+            }
+            .into());
+        }
         let reports = if job.name == "manager-weekly" { reports(1) } else { Vec::new() };
         Ok(deliver::deliver(&self.store, &self.mailer, &self.config, job, period, &reports, &Default::default())
             .await?)
@@ -1161,4 +1171,48 @@ fn the_daemon_exits_0_on_sigterm_and_3_on_sighup_and_refuses_a_second_instance()
     wait_for_log(again.stderr.as_mut().unwrap(), "Daemon started.");
     signal(again.id(), "HUP");
     assert_eq!(again.wait().unwrap().code(), Some(i32::from(daemon::EXIT_RESTART)));
+}
+
+#[tokio::test]
+async fn a_job_with_a_broken_template_never_stops_the_other_jobs() {
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config(&smtp, state.path(), 3);
+    config.jobs.retain(|j| j.name == "manager-weekly");
+    let mut broken = config.jobs[0].clone();
+    broken.name = "broken-weekly".into();
+    broken.template = Some("/etc/salespulse/broken.typ".into());
+    config.jobs.insert(0, broken); // fires first at the same slot
+    let config = Arc::new(config);
+    let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:00Z")));
+    let runner = Runner::new(&config, &smtp);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = daemon::run_with(
+        config.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        async move {
+            let _ = stopped.await;
+        },
+        &runner,
+        test_options(),
+    );
+    let test = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        clock.set(utc("2026-11-23T05:00:00Z"));
+        eventually("the good job's three scorecards", || smtp.received().len() == 3).await;
+        eventually("the broken job's run recorded", || {
+            runner.store.last_run("broken-weekly").unwrap().is_some_and(|r| r.outcome == RunOutcome::Failed)
+        })
+        .await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(daemon, test);
+    result.unwrap();
+    let failed = runner.store.last_run("broken-weekly").unwrap().unwrap();
+    let detail = failed.detail.unwrap_or_default();
+    assert!(detail.contains("broken.typ at line 3, column 4"), "the run says where the template is wrong: {detail}");
+    let good = runner.store.last_run("manager-weekly").unwrap().unwrap();
+    assert_eq!((good.outcome, good.sent), (RunOutcome::Ok, 3));
+    let broken_runs = runner.runs.lock().unwrap().iter().filter(|r| r.0 == "broken-weekly").count();
+    assert_eq!(broken_runs, 1, "a template error is not retried like an outage");
 }

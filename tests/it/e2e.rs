@@ -423,3 +423,46 @@ fn crm_strings_print_literally_in_the_pdf_and_the_mail() {
     let plain = msg.body_text(0).unwrap();
     assert!(plain.contains(NAME), "the plain text names the manager as written");
 }
+
+/// An admin previews a changed template without touching the config; a mistake in it is
+/// reported with the file, line and column, and nothing is written.
+#[test]
+fn a_template_preview_reports_errors_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("mine.typ");
+    std::fs::write(
+        &good,
+        "#let data = json(\"/data.json\")\n= Свой шаблон: #data.manager.name\n#data.kpis.revenue.text.value\n",
+    )
+    .unwrap();
+    let stdout = ok(&run(
+        dir.path(),
+        Path::new(DEMO_CONFIG),
+        &["report", "manager-weekly", "--period", "2026-W47", "--only", "17", "--template", good.to_str().unwrap()],
+    ));
+    let pdf_path = PathBuf::from(stdout.trim());
+    let text = pdf::normalize(&pdf::text(&std::fs::read(dir.path().join(&pdf_path)).unwrap()));
+    assert!(text.contains(&pdf::normalize("Свой шаблон: Иван Петров")), "{text}");
+
+    let broken = dir.path().join("broken.typ");
+    std::fs::write(&broken, "#let data = json(\"/data.json\")\n\n= #data.manager.nmae\n").unwrap();
+    let out = run(
+        dir.path(),
+        Path::new(DEMO_CONFIG),
+        &[
+            "report",
+            "manager-weekly",
+            "--period",
+            "2026-W47",
+            "--out",
+            "broken-out",
+            "--template",
+            broken.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.typ at line 3, column"), "{err}");
+    assert!(err.contains("nmae"), "Typst's message names the key: {err}");
+    assert!(!dir.path().join("broken-out").exists(), "nothing is written from a broken template");
+}
