@@ -503,24 +503,7 @@ fn product(id: &str, name: &str, won: u64, revenue: f64) -> ProductRowOut {
 pub fn empty_manager_report() -> ReportData {
     let mut data = manager_report();
     let en = false;
-    for key in [
-        "deals_won",
-        "revenue",
-        "avg_deal_value",
-        "deals_lost",
-        "win_rate",
-        "leads_total",
-        "leads_converted",
-        "lead_conversion",
-        "cycle_days_median",
-        "cycle_days_mean",
-        "emails_sent",
-        "calls_made",
-        "csat",
-        "csat_responses",
-        "repeat_share",
-        "open_pipeline_value",
-    ] {
+    for key in salespulse::config::KPI_KEYS {
         let label = data.kpis.get(key).and_then(|k| k.text.as_ref()).map(|t| t.label.clone()).unwrap_or_default();
         *data.kpis.get_mut(key).expect("a KPI.md key") = kpi(&label, None, None, None, Unit::Count, en);
     }
