@@ -547,3 +547,31 @@ async fn fetch_under(
     eprintln!("{stats:?}, {} requests, {took:?}", client.requests_made());
     (snapshot, stats, took)
 }
+
+#[tokio::test]
+async fn a_reset_further_away_than_a_run_waits_is_a_transient_error_naming_the_method() {
+    let limit = Duration::from_secs(1);
+    let options = EmulatorOptions {
+        operating_limit: Some(limit),
+        operating_window: Duration::from_secs(30),
+        operating_cost_per_command: Duration::from_millis(20),
+        ..fast_portal()
+    };
+    let emulator = Emulator::start(demo::portal(as_of()), options).await.unwrap();
+    let settings = ClientSettings {
+        rate_per_sec: 10_000.0,
+        burst: 10_000,
+        operating_limit: limit,
+        max_operating_wait: Duration::from_secs(5),
+        ..ClientSettings::default()
+    };
+    let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
+    let started = std::time::Instant::now();
+    let err = client.fetch(&request(40)).await.unwrap_err();
+    emulator.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "it did not wait for a reset 30 s away");
+    assert!(err.is_transient(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("failed to call crm.") && text.contains("operating-time limit"), "{text}");
+    assert!(!text.contains("demo-webhook-code"), "{text}");
+}

@@ -13,10 +13,14 @@
 //! refused OPERATION_TIME_LIMIT) is kept per method from the `time` object of every answer
 //! and every `result_time` of a batch: before a method whose last known `operating` is
 //! within [`ClientSettings::operating_margin`] of [`ClientSettings::operating_limit`] is
-//! called again, the client waits until its `operating_reset_at`. A batch command refused
-//! anyway keeps the pages answered before it; the rest of its list is asked for again after
-//! the reset. A wait longer than [`ClientSettings::max_operating_wait`], or a method refused
-//! more than `max_retries` times in a row, ends the run with a transient error naming it.
+//! called again, the client waits until its `operating_reset_at`, and it packs no more
+//! commands of a method into a batch than the cost per call it last saw fits under that
+//! margin. A method refused anyway keeps the pages answered before the refusal; the rest of
+//! its list is asked for again after the reset (a lone refusal while the known sum is far
+//! below the limit is only backed off from; a second one in a row waits for the reset). A
+//! wait longer than [`ClientSettings::max_operating_wait`], or more than `max_retries`
+//! batches in a row of which the limit lets nothing through, ends the run with a transient
+//! error naming the method.
 //!
 //! Wire types and their conversion are in [`wire`]; the client reading through the local
 //! cache of fetched records is [`cached`]; the KPI arithmetic is `kpi`'s job.
@@ -116,6 +120,8 @@ struct MethodTime {
     resets: Option<tokio::time::Instant>,
     /// Seconds one call added last time: how many more calls fit before the limit.
     step: Option<f64>,
+    /// Answers in a row that refused the method without serving it once.
+    stuck: u32,
 }
 
 /// A failure of one attempt, before retries decide.
@@ -240,11 +246,11 @@ impl Bitrix24Client {
                             detail: format!("{detail}; gave up after {} attempts", attempt + 1),
                         });
                     }
-                    self.note_refused(method);
+                    self.note_refused(method, false);
                     tracing::warn!(portal = %self.inner.redacted, method = %shown, attempt, detail = %detail, "Bitrix24 method over its operating-time limit; retrying after its reset.");
                     // With a known reset ahead, the wait at the top of the loop is the right
                     // one; without, the portal said nothing of when, so back off.
-                    if !self.reset_ahead(method) {
+                    if !self.reset_pending(method) {
                         tokio::time::sleep(self.backoff(attempt)).await;
                     }
                     attempt += 1;
@@ -356,16 +362,21 @@ impl Bitrix24Client {
             }
             let mut retry = None;
             let mut blocked = Vec::new();
+            let mut refused = BTreeSet::new();
             for (key, err) in &decoded.errors {
                 let method = commands.iter().find(|c| &c.key == key).map(|c| c.method).unwrap_or("batch");
                 match classify(method, err, 400) {
                     Failure::Permanent(method, detail) => return Err(CrmError::Permanent { method, detail }),
                     Failure::Transient(method, detail) => retry = Some((method, detail)),
                     Failure::Operating(shown, detail) => {
-                        self.note_refused(method);
+                        refused.insert(method);
                         blocked.push((shown, detail));
                     }
                 }
+            }
+            for method in refused {
+                let served = commands.iter().any(|c| c.method == method && decoded.results.contains_key(&c.key));
+                self.note_refused(method, served);
             }
             if retry.is_none()
                 && let Some(lost) = commands
@@ -415,21 +426,35 @@ impl Bitrix24Client {
             // The first word on a method: its sum is at most what this call cost.
             None => (operating.used > 0.0).then_some(operating.used),
         };
-        known.insert(method.to_owned(), MethodTime { used: operating.used, resets, step });
+        known.insert(method.to_owned(), MethodTime { used: operating.used, resets, step, stuck: 0 });
     }
 
-    /// A refusal says the method is at its limit, though not until when.
-    fn note_refused(&self, method: &str) {
+    /// One answer's refusal of `method` (once per answer); `served` when the same answer
+    /// also served it (a batch that crossed the limit midway).
+    fn note_refused(&self, method: &str, served: bool) {
         let limit = self.inner.settings.operating_limit.as_secs_f64();
+        let threshold = self.operating_threshold();
         let mut known = self.inner.operating.lock().expect("no panics while holding the operating times");
-        let entry = known.entry(method.to_owned()).or_insert(MethodTime { used: limit, resets: None, step: None });
-        entry.used = entry.used.max(limit);
+        let t = known.entry(method.to_owned()).or_insert(MethodTime { used: 0.0, resets: None, step: None, stuck: 0 });
+        t.stuck = if served { 0 } else { t.stuck + 1 };
+        // Explained by the sum the portal reported, or refused twice in a row without being
+        // served: the method is at its limit, and the next call waits for its reset. A lone
+        // refusal while far under the limit (a glitch, or another user of the webhook) is
+        // only backed off from: its reset may be ten minutes away for nothing.
+        if t.used >= threshold || t.stuck >= 2 {
+            t.used = t.used.max(limit);
+        }
     }
 
-    /// Whether the portal said when `method`'s oldest basket drops out, and that is ahead.
-    fn reset_ahead(&self, method: &str) -> bool {
+    /// Whether [`Self::await_operating`] will wait for `method`'s reset.
+    fn reset_pending(&self, method: &str) -> bool {
+        let threshold = self.operating_threshold();
         let known = self.inner.operating.lock().expect("no panics while holding the operating times");
-        known.get(method).and_then(|t| t.resets).is_some_and(|at| at > tokio::time::Instant::now())
+        known
+            .get(method)
+            .filter(|t| t.used >= threshold)
+            .and_then(|t| t.resets)
+            .is_some_and(|at| at > tokio::time::Instant::now())
     }
 
     /// The threshold the operating time of a method is kept under, in seconds.
@@ -526,7 +551,7 @@ impl Bitrix24Client {
                         });
                     }
                     // The next batch waits for a reset the portal announced; without one, back off.
-                    if !self.reset_ahead(&method) {
+                    if !self.reset_pending(&method) {
                         tokio::time::sleep(self.backoff(stalled)).await;
                     }
                     stalled += 1;

@@ -568,6 +568,23 @@ mod tests {
     }
 
     #[test]
+    fn the_operating_time_is_read_from_top_level_and_batch_time_objects() {
+        // As a real portal writes them: `operating` in float seconds, the reset in whole ones.
+        let time = json!({"start": 1739205150.47, "finish": 1739205151.0, "operating": 9.988268852233887,
+                          "operating_reset_at": 1739205751});
+        let op = decode_operating(&time).unwrap();
+        assert_eq!(op.used, 9.988268852233887);
+        assert_eq!(op.resets_in, Some(Duration::from_secs(600)));
+        assert_eq!(decode_operating(&json!({"start": 1.0, "operating": 0})).unwrap().resets_in, None);
+        assert_eq!(decode_operating(&json!({"start": 1.0})), None);
+        let batch = json!({"result": {"a": [], "b": []}, "result_error": [],
+                           "result_time": {"a": time, "b": {"finish": 5.0, "operating": "1.5", "operating_reset_at": 4}}});
+        let decoded = decode_batch(&batch).unwrap();
+        assert_eq!(decoded.operating["a"], op);
+        assert_eq!(decoded.operating["b"], Operating { used: 1.5, resets_in: Some(Duration::ZERO) });
+    }
+
+    #[test]
     fn php_maps_come_as_objects_empty_arrays_or_arrays() {
         assert!(php_map(&json!([])).unwrap().is_empty());
         let a = php_map(&json!([{"error": ""}, {"error": "x"}])).unwrap();
