@@ -124,6 +124,9 @@ pub struct CrmConfig {
     pub rate_limit_burst: u32,
     /// Per-request timeout.
     pub timeout_secs: u64,
+    /// The portal's operating-time limit per method within ten minutes (Bitrix24 cloud:
+    /// 480 s); the client keeps under it.
+    pub operating_limit_secs: u64,
     /// Keep fetched records in `state_dir/crm-cache.sqlite3` and ask the portal only for
     /// changes (`crm::bitrix24::cached`). Default on.
     pub cache: bool,
@@ -358,6 +361,7 @@ struct RawCrm {
     rate_limit_per_sec: Option<f64>,
     rate_limit_burst: Option<u32>,
     timeout_secs: Option<u64>,
+    operating_limit_secs: Option<u64>,
     cache: Option<bool>,
     reconcile_days: Option<u32>,
 }
@@ -600,6 +604,7 @@ impl Ctx<'_> {
             rate_limit_per_sec: raw.rate_limit_per_sec.unwrap_or(2.0),
             rate_limit_burst: raw.rate_limit_burst.unwrap_or(50),
             timeout_secs: raw.timeout_secs.unwrap_or(60),
+            operating_limit_secs: raw.operating_limit_secs.unwrap_or(480),
             cache: raw.cache.unwrap_or(true),
             reconcile_days: raw.reconcile_days.unwrap_or(28).max(1),
         })
