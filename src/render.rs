@@ -38,6 +38,11 @@ const DEPARTMENT_TEMPLATE: &str = include_str!("../report-templates/department.t
 /// compiles a handful of similar documents per run; older entries only grow a daemon.
 const CACHE_MAX_AGE: usize = 10;
 
+/// Eviction walks the whole cache (about 6 % of a render when done after each document,
+/// BENCHMARKS.md), so it runs after every few documents; `release_caches` empties the
+/// cache at the end of a job.
+const EVICT_EVERY: usize = 8;
+
 /// Why a report could not be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -89,6 +94,8 @@ impl Template {
 
 /// The fonts and the standard library, loaded once and shared by every rendering.
 struct Shared {
+    /// Documents rendered, for eviction every [`EVICT_EVERY`].
+    rendered: std::sync::atomic::AtomicUsize,
     library: LazyHash<Library>,
     book: LazyHash<FontBook>,
     fonts: Vec<Font>,
@@ -121,7 +128,12 @@ impl Renderer {
         }
         let book = FontBook::from_fonts(&fonts);
         Renderer {
-            shared: Arc::new(Shared { library: LazyHash::new(Library::default()), book: LazyHash::new(book), fonts }),
+            shared: Arc::new(Shared {
+                rendered: Default::default(),
+                library: LazyHash::new(Library::default()),
+                book: LazyHash::new(book),
+                fonts,
+            }),
         }
     }
 
@@ -132,10 +144,19 @@ impl Renderer {
             typst_pdf::pdf(&document, &typst_pdf::PdfOptions::default())
                 .map_err(|errors| RenderError::Pdf { template: template.name.clone(), message: first_message(&errors) })
         });
-        // Memoized layouts of earlier documents are useless to the next one; without
+        // Memoized layouts of earlier documents are of little use to later ones; without
         // eviction a long-running daemon keeps every report it ever rendered.
-        comemo::evict(CACHE_MAX_AGE);
+        let n = self.shared.rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n.is_multiple_of(EVICT_EVERY) {
+            comemo::evict(CACHE_MAX_AGE / EVICT_EVERY);
+        }
         result
+    }
+
+    /// Empties Typst's memo cache: after a job, so a daemon between slots holds nothing of
+    /// the reports it rendered.
+    pub fn release_caches(&self) {
+        comemo::evict(0);
     }
 
     fn compile(&self, template: &Template, data: &ReportData, charts: &[Chart]) -> Result<PagedDocument, RenderError> {

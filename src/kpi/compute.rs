@@ -17,8 +17,8 @@ use chrono_tz::Tz;
 use crate::config::{Config, KPI_KEYS, Targets};
 use crate::crm::Scope;
 use crate::domain::{
-    ACTIVITY_CALL, ACTIVITY_EMAIL, Activity, CrmSnapshot, DIRECTION_OUTGOING, Deal, Id, Lead, Period, PeriodKind,
-    ProductRow, Semantics, Stage, StageChange, Timestamp, User, days_between,
+    ACTIVITY_CALL, ACTIVITY_EMAIL, CrmSnapshot, DIRECTION_OUTGOING, Deal, Id, Lead, Period, PeriodKind, ProductRow,
+    Semantics, Stage, StageChange, Timestamp, User, days_between,
 };
 use crate::locale::Language;
 
@@ -197,8 +197,13 @@ pub struct Analysis<'a> {
     users: HashMap<Id, &'a User>,
     stages: HashMap<&'a str, &'a Stage>,
     deals: HashMap<Id, Vec<DealFacts<'a>>>,
+    /// Each manager's leads, by `DATE_CREATE`: a period is a slice found by binary search.
     leads: HashMap<Id, Vec<&'a Lead>>,
-    activities: HashMap<Id, Vec<&'a Activity>>,
+    /// Each manager's counted activities (outgoing, completed), `CREATED` sorted, per KPI:
+    /// a department report asks for some twenty periods, and a scan of two million
+    /// activities per period was most of its time (BENCHMARKS.md).
+    emails_sent: HashMap<Id, Vec<Timestamp>>,
+    calls_made: HashMap<Id, Vec<Timestamp>>,
     product_rows: HashMap<Id, Vec<&'a ProductRow>>,
     /// Deals, leads and activities of users out of scope: counted nowhere, noted.
     out_of_scope: (usize, usize, usize),
@@ -340,13 +345,28 @@ impl<'a> Analysis<'a> {
                 out_of_scope.1 += 1;
             }
         }
-        let mut activities: HashMap<Id, Vec<&Activity>> = HashMap::new();
+        for list in leads.values_mut() {
+            list.sort_by_key(|l| l.created);
+        }
+        let mut emails_sent: HashMap<Id, Vec<Timestamp>> = HashMap::new();
+        let mut calls_made: HashMap<Id, Vec<Timestamp>> = HashMap::new();
         for a in &snapshot.activities {
-            if in_scope.contains(&a.responsible) {
-                activities.entry(a.responsible).or_default().push(a);
-            } else {
+            if !in_scope.contains(&a.responsible) {
                 out_of_scope.2 += 1;
+                continue;
             }
+            if a.direction != DIRECTION_OUTGOING || !a.completed {
+                continue;
+            }
+            let counted = match a.type_id {
+                ACTIVITY_EMAIL => &mut emails_sent,
+                ACTIVITY_CALL => &mut calls_made,
+                _ => continue,
+            };
+            counted.entry(a.responsible).or_default().push(a.created);
+        }
+        for list in emails_sent.values_mut().chain(calls_made.values_mut()) {
+            list.sort_unstable();
         }
         let mut product_rows: HashMap<Id, Vec<&ProductRow>> = HashMap::new();
         for r in &snapshot.product_rows {
@@ -362,7 +382,8 @@ impl<'a> Analysis<'a> {
             stages,
             deals,
             leads,
-            activities,
+            emails_sent,
+            calls_made,
             product_rows,
             out_of_scope,
             team_cache: Mutex::new(HashMap::new()),
@@ -387,12 +408,22 @@ impl<'a> Analysis<'a> {
         pop.iter().flat_map(|m| self.deals.get(m).into_iter().flatten())
     }
 
-    fn leads_of<'s>(&'s self, pop: &'s [Id]) -> impl Iterator<Item = &'a Lead> + 's {
-        pop.iter().flat_map(|m| self.leads.get(m).into_iter().flatten().copied())
+    /// The population's leads created in `b`.
+    fn leads_in<'s>(&'s self, pop: &'s [Id], b: &'s Bounds) -> impl Iterator<Item = &'a Lead> + 's {
+        pop.iter().flat_map(move |m| {
+            let list = self.leads.get(m).map_or(&[][..], Vec::as_slice);
+            let from = list.partition_point(|l| l.created < b.start);
+            let to = list.partition_point(|l| l.created < b.end);
+            list[from..to].iter().copied()
+        })
     }
 
-    fn activities_of<'s>(&'s self, pop: &'s [Id]) -> impl Iterator<Item = &'a Activity> + 's {
-        pop.iter().flat_map(|m| self.activities.get(m).into_iter().flatten().copied())
+    /// How many of the population's time stamps in `by_manager` fall into `b`.
+    fn count_in(by_manager: &HashMap<Id, Vec<Timestamp>>, pop: &[Id], b: &Bounds) -> usize {
+        pop.iter()
+            .filter_map(|m| by_manager.get(m))
+            .map(|list| list.partition_point(|t| *t < b.end) - list.partition_point(|t| *t < b.start))
+            .sum()
     }
 
     /// The sixteen KPIs of a population over a period.
@@ -413,7 +444,7 @@ impl<'a> Analysis<'a> {
         v.set("deals_lost", Some(n_lost));
         v.set("win_rate", ratio(n_won * 100.0, n_won + n_lost));
 
-        let leads: Vec<&Lead> = self.leads_of(pop).filter(|l| b.contains(&l.created)).collect();
+        let leads: Vec<&Lead> = self.leads_in(pop, b).collect();
         let converted = leads.iter().filter(|l| l.status_semantics == Semantics::Success).count() as f64;
         v.set("leads_total", Some(leads.len() as f64));
         v.set("leads_converted", Some(converted));
@@ -423,14 +454,8 @@ impl<'a> Analysis<'a> {
         v.set("cycle_days_median", median(&cycles));
         v.set("cycle_days_mean", mean(&cycles));
 
-        let outgoing = |type_id: u32| {
-            self.activities_of(pop)
-                .filter(|a| a.type_id == type_id && a.direction == DIRECTION_OUTGOING && a.completed)
-                .filter(|a| b.contains(&a.created))
-                .count() as f64
-        };
-        v.set("emails_sent", Some(outgoing(ACTIVITY_EMAIL)));
-        v.set("calls_made", Some(outgoing(ACTIVITY_CALL)));
+        v.set("emails_sent", Some(Self::count_in(&self.emails_sent, pop, b) as f64));
+        v.set("calls_made", Some(Self::count_in(&self.calls_made, pop, b) as f64));
 
         let scores: Vec<f64> = won
             .iter()
@@ -533,7 +558,7 @@ impl<'a> Analysis<'a> {
             self.snapshot.sources.iter().find(|s| s.id == id).map(|s| s.name.clone()).unwrap_or_else(|| id.to_owned())
         };
         let mut rows: BTreeMap<String, SourceRow> = BTreeMap::new();
-        for lead in self.leads_of(pop).filter(|l| b.contains(&l.created)) {
+        for lead in self.leads_in(pop, b) {
             let r = source_row(&mut rows, lead.source_id.as_deref(), &name_of);
             r.leads_total += 1;
             if lead.status_semantics == Semantics::Success {
@@ -660,14 +685,21 @@ impl<'a> Analysis<'a> {
             .trailing(self.settings.trend_periods.max(1))
             .iter()
             .map(|p| {
-                let v = self.values_in(pop, &Bounds::new(p));
+                // Only what a trend point shows; the full sixteen (open pipeline walks every
+                // deal's history) were a good part of a department report's time.
+                let b = Bounds::new(p);
+                let won: Vec<&DealFacts> = self.deals_of(pop).filter(|d| d.won_in(&b)).collect();
+                let revenue = won.iter().map(|d| d.money).fold(0.0, |a, b| a + b);
+                let (leads, converted) = self
+                    .leads_in(pop, &b)
+                    .fold((0.0, 0.0), |(n, c), l| (n + 1.0, c + f64::from(l.status_semantics == Semantics::Success)));
                 TrendPoint {
                     label: p.label(),
                     short: present::short_label(p, self.settings.language),
-                    deals_won: v.get("deals_won").unwrap_or(0.0) as u64,
-                    revenue: v.get("revenue").unwrap_or(0.0),
-                    lead_conversion: v.get("lead_conversion"),
-                    avg_deal_value: v.get("avg_deal_value"),
+                    deals_won: won.len() as u64,
+                    revenue,
+                    lead_conversion: ratio(converted * 100.0, leads),
+                    avg_deal_value: ratio(revenue, won.len() as f64),
                     target_deals_won: target(p.kind, "deals_won"),
                     target_revenue: target(p.kind, "revenue"),
                 }
@@ -1046,8 +1078,15 @@ mod tests {
         }
     }
 
-    fn activity(id: Id, manager: Id, type_id: u32, direction: u32, completed: bool, created: &str) -> Activity {
-        Activity { id, responsible: manager, type_id, direction, completed, created: t(created) }
+    fn activity(
+        id: Id,
+        manager: Id,
+        type_id: u32,
+        direction: u32,
+        completed: bool,
+        created: &str,
+    ) -> crate::domain::Activity {
+        crate::domain::Activity { id, responsible: manager, type_id, direction, completed, created: t(created) }
     }
 
     fn scorecard(s: &CrmSnapshot, cfg: &KpiSettings, period: &Period, manager: Id) -> ReportData {

@@ -184,8 +184,16 @@ impl Pipeline {
             }));
         }
         let mut all = Vec::new();
+        let mut failed = None;
         for task in tasks {
-            all.extend(task.await.expect("render tasks do not panic")?);
+            match task.await.expect("render tasks do not panic") {
+                Ok(done) => all.extend(done),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        self.renderer.release_caches();
+        if let Some(e) = failed {
+            return Err(e);
         }
         all.sort_by_key(|(index, _)| *index);
         Ok(all.into_iter().map(|(_, r)| r).collect())
