@@ -14,26 +14,12 @@ use salespulse::crm::{CrmSource, FetchRequest, Scope, demo};
 use salespulse::domain::{CrmSnapshot, Semantics};
 use serde_json::Value;
 
+use crate::support::crm::{fast_client, fast_portal};
+
 const AS_OF: &str = "2026-11-23T08:00:00+03:00";
 
 fn as_of() -> DateTime<chrono_tz::Tz> {
     DateTime::parse_from_rfc3339(AS_OF).unwrap().with_timezone(&chrono_tz::Europe::Moscow)
-}
-
-/// A fast portal and a fast client: the tests check behaviour, not Bitrix24's pace.
-fn fast_portal() -> EmulatorOptions {
-    EmulatorOptions { rate_per_sec: 10_000.0, burst: 10_000, ..EmulatorOptions::default() }
-}
-
-fn fast_client(url: &str) -> Bitrix24Client {
-    let settings = ClientSettings {
-        rate_per_sec: 10_000.0,
-        burst: 10_000,
-        timeout: Duration::from_secs(10),
-        max_retries: 12,
-        ..ClientSettings::default()
-    };
-    Bitrix24Client::new(&Secret::new(url), settings).unwrap()
 }
 
 fn request(days: i64) -> FetchRequest {

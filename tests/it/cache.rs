@@ -5,17 +5,16 @@
 //! costs a full fetch, never a wrong number.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
-use salespulse::config::Secret;
 use salespulse::crm::bitrix24::cached::{CacheSettings, CachedClient};
-use salespulse::crm::bitrix24::{Bitrix24Client, ClientSettings};
-use salespulse::crm::emulator::{Emulator, EmulatorOptions, PortalData, Record};
+use salespulse::crm::emulator::{Emulator, PortalData, Record};
 use salespulse::crm::{CrmSource, FetchRequest, Scope, demo};
 use salespulse::domain::{CrmSnapshot, Semantics};
 use salespulse::store::cache::CACHE_FILE;
 use serde_json::{Value, json};
+
+use crate::support::crm::{fast_client, fast_portal};
 
 const AS_OF: &str = "2026-11-23T08:00:00+03:00";
 
@@ -29,17 +28,6 @@ fn portal() -> PortalData {
 
 fn portal_at(at: DateTime<FixedOffset>) -> PortalData {
     demo::portal(at.with_timezone(&chrono_tz::Europe::Moscow))
-}
-
-fn fast_client(url: &str) -> Bitrix24Client {
-    let settings = ClientSettings {
-        rate_per_sec: 10_000.0,
-        burst: 10_000,
-        timeout: Duration::from_secs(10),
-        max_retries: 12,
-        ..ClientSettings::default()
-    };
-    Bitrix24Client::new(&Secret::new(url), settings).unwrap()
 }
 
 /// A new client (its own request count) reading through the cache in `dir`.
@@ -72,10 +60,6 @@ async fn uncached(emulator: &Emulator, request: &FetchRequest) -> (CrmSnapshot, 
     (snapshot, client.requests_made())
 }
 
-fn emulator_options() -> EmulatorOptions {
-    EmulatorOptions { rate_per_sec: 10_000.0, burst: 10_000, ..EmulatorOptions::default() }
-}
-
 fn id(r: &Record) -> u64 {
     r["ID"].as_str().unwrap().parse().unwrap()
 }
@@ -87,7 +71,7 @@ fn obj(v: Value) -> Record {
 #[tokio::test]
 async fn the_second_cached_fetch_gives_the_same_snapshot_for_a_fraction_of_the_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let emulator = Emulator::start(portal(), emulator_options()).await.unwrap();
+    let emulator = Emulator::start(portal(), fast_portal()).await.unwrap();
     let req = request(420);
     let (expected, plain_requests) = uncached(&emulator, &req).await;
     assert!(expected.deals.len() > 1000 && expected.stage_history.len() > 1000, "a demo-size portal");
@@ -125,14 +109,14 @@ async fn the_second_cached_fetch_gives_the_same_snapshot_for_a_fraction_of_the_r
 #[tokio::test]
 async fn a_week_later_the_demo_portal_is_fetched_incrementally_and_gives_what_a_full_fetch_gives() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Emulator::start(portal(), emulator_options()).await.unwrap();
+    let first = Emulator::start(portal(), fast_portal()).await.unwrap();
     let filling = cached(&first, dir.path());
     filling.fetch_at(&request(420), as_of()).await.unwrap();
     first.shutdown().await;
 
     // The next weekly run: a week of new leads, deals, stage moves and e-mails.
     let next = as_of() + chrono::Duration::days(7);
-    let emulator = Emulator::start(portal_at(next), emulator_options()).await.unwrap();
+    let emulator = Emulator::start(portal_at(next), fast_portal()).await.unwrap();
     let req = request_at(next, 420);
     let (expected, _) = uncached(&emulator, &req).await;
     let weekly = cached(&emulator, dir.path());
@@ -153,7 +137,7 @@ async fn changes_on_the_portal_reach_the_next_cached_fetch_and_a_deletion_is_gon
     let dir = tempfile::tempdir().unwrap();
     let data = portal();
     let req = request(120);
-    let emulator = Emulator::start(data.clone(), emulator_options()).await.unwrap();
+    let emulator = Emulator::start(data.clone(), fast_portal()).await.unwrap();
     cached(&emulator, dir.path()).fetch_at(&req, as_of()).await.unwrap();
 
     // What users did since: an open deal won, a new lead, an e-mail marked sent, and a
@@ -246,7 +230,7 @@ async fn changes_on_the_portal_reach_the_next_cached_fetch_and_a_deletion_is_gon
 async fn a_broken_cache_file_costs_a_full_fetch_and_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let req = request(60);
-    let emulator = Emulator::start(portal(), emulator_options()).await.unwrap();
+    let emulator = Emulator::start(portal(), fast_portal()).await.unwrap();
     let (expected, _) = uncached(&emulator, &req).await;
     cached(&emulator, dir.path()).fetch_at(&req, as_of()).await.unwrap();
 
