@@ -203,19 +203,7 @@ impl Emulator {
     /// Binds `127.0.0.1:0` inside the current tokio runtime and starts serving.
     pub async fn start(mut data: PortalData, options: EmulatorOptions) -> std::io::Result<Emulator> {
         sort_tables(&mut data);
-        let state = Arc::new(Portal {
-            rng: Mutex::new(fastrand::Rng::with_seed(options.seed)),
-            bucket: Mutex::new((0.0, Instant::now())),
-            data: RwLock::new(data),
-            options: options.clone(),
-            requests: AtomicU64::new(0),
-            commands: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
-            faults: AtomicU64::new(0),
-            server_nanos: AtomicU64::new(0),
-            operating: Mutex::new(HashMap::new()),
-            operation_limited: AtomicU64::new(0),
-        });
+        let state = Arc::new(Portal::new(data, options.clone()));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let app = Router::new().route("/rest/{user}/{token}/{*method}", any(handle)).with_state(state.clone());
@@ -430,6 +418,23 @@ fn moscow() -> FixedOffset {
 }
 
 impl Portal {
+    /// A portal serving `data` (already in ID order) with fresh counters.
+    fn new(data: PortalData, options: EmulatorOptions) -> Portal {
+        Portal {
+            rng: Mutex::new(fastrand::Rng::with_seed(options.seed)),
+            bucket: Mutex::new((0.0, Instant::now())),
+            data: RwLock::new(data),
+            options,
+            requests: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            server_nanos: AtomicU64::new(0),
+            operating: Mutex::new(HashMap::new()),
+            operation_limited: AtomicU64::new(0),
+        }
+    }
+
     /// The portal's leaky bucket: one unit per HTTP request, refused above `burst`.
     fn admit(&self) -> bool {
         let mut b = self.bucket.lock().expect("bucket lock");
@@ -1029,19 +1034,7 @@ mod tests {
 
     #[test]
     fn batch_references_walk_pages_by_id() {
-        let portal = Portal {
-            data: RwLock::new(PortalData { deals: rows(120), ..Default::default() }),
-            options: EmulatorOptions::default(),
-            bucket: Mutex::new((0.0, Instant::now())),
-            rng: Mutex::new(fastrand::Rng::with_seed(1)),
-            requests: AtomicU64::new(0),
-            commands: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
-            faults: AtomicU64::new(0),
-            server_nanos: AtomicU64::new(0),
-            operating: Mutex::new(HashMap::new()),
-            operation_limited: AtomicU64::new(0),
-        };
+        let portal = Portal::new(PortalData { deals: rows(120), ..Default::default() }, EmulatorOptions::default());
         let cmd = json!({"a": "crm.deal.list?order[ID]=ASC&filter[%3EID]=0&start=-1",
                          "b": "crm.deal.list?order[ID]=ASC&filter[%3EID]=%24result%5Ba%5D%5B49%5D%5BID%5D&start=-1",
                          "c": "crm.deal.list?order[ID]=ASC&filter[>ID]=$result[b][49][ID]&start=-1",
