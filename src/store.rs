@@ -719,15 +719,34 @@ impl Owner {
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let found: usize = conn
-        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
-        .map_err(|source| StoreError::Open { path: path.to_owned(), source })? as usize;
-    if found > MIGRATIONS.len() {
-        return Err(StoreError::TooNew { path: path.to_owned(), found, known: MIGRATIONS.len() });
+    run_migrations(conn, MIGRATIONS).map_err(|failure| match failure {
+        MigrationFailure::Read(source) => StoreError::Open { path: path.to_owned(), source },
+        MigrationFailure::TooNew { found, known } => StoreError::TooNew { path: path.to_owned(), found, known },
+        MigrationFailure::Step { version, source } => StoreError::Migrate { path: path.to_owned(), version, source },
+    })
+}
+
+/// Why a database's schema could not be brought up to date; each file maps it to its error.
+pub(crate) enum MigrationFailure {
+    /// `user_version` could not be read.
+    Read(rusqlite::Error),
+    /// The file was written by a newer salespulse.
+    TooNew { found: usize, known: usize },
+    /// Step `version` (1-based) failed and was rolled back.
+    Step { version: usize, source: rusqlite::Error },
+}
+
+/// Applies the steps after the file's `user_version`, each in its own transaction that also
+/// bumps the version, so a crash leaves the schema at a step boundary.
+pub(crate) fn run_migrations(conn: &mut Connection, steps: &[&str]) -> Result<(), MigrationFailure> {
+    let found =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).map_err(MigrationFailure::Read)? as usize;
+    if found > steps.len() {
+        return Err(MigrationFailure::TooNew { found, known: steps.len() });
     }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(found) {
+    for (i, step) in steps.iter().enumerate().skip(found) {
         let version = i + 1;
-        let err = |source| StoreError::Migrate { path: path.to_owned(), version, source };
+        let err = |source| MigrationFailure::Step { version, source };
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(step).map_err(err)?;
         tx.pragma_update(None, "user_version", version as i64).map_err(err)?;

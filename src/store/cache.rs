@@ -26,6 +26,7 @@ use chrono::DateTime;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
+use super::MigrationFailure;
 use crate::domain::Timestamp;
 
 /// The cache file inside the state directory.
@@ -344,21 +345,11 @@ fn sql(path: &Path, action: &str) -> impl FnOnce(rusqlite::Error) -> CacheError 
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), CacheError> {
-    let found: usize = conn
-        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
-        .map_err(|source| CacheError::Open { path: path.to_owned(), source })? as usize;
-    if found > MIGRATIONS.len() {
-        return Err(CacheError::TooNew { path: path.to_owned(), found, known: MIGRATIONS.len() });
-    }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(found) {
-        let version = i + 1;
-        let err = |source| CacheError::Migrate { path: path.to_owned(), version, source };
-        let tx = conn.transaction().map_err(err)?;
-        tx.execute_batch(step).map_err(err)?;
-        tx.pragma_update(None, "user_version", version as i64).map_err(err)?;
-        tx.commit().map_err(err)?;
-    }
-    Ok(())
+    super::run_migrations(conn, MIGRATIONS).map_err(|failure| match failure {
+        MigrationFailure::Read(source) => CacheError::Open { path: path.to_owned(), source },
+        MigrationFailure::TooNew { found, known } => CacheError::TooNew { path: path.to_owned(), found, known },
+        MigrationFailure::Step { version, source } => CacheError::Migrate { path: path.to_owned(), version, source },
+    })
 }
 
 #[cfg(test)]
