@@ -160,16 +160,10 @@ const LAST_NAMES: [&str; 16] = [
     "Никитина",
     "Гусев",
 ];
-const COMPANIES: [&str; 8] = [
-    "ООО «Альфа-Трейд»",
-    "АО «Северный ветер»",
-    "ООО «Ромашка»",
-    "ИП Григорьев",
-    "ООО «СтройМонтаж»",
-    "ООО «Вектор»",
-    "АО «Уральские сети»",
-    "ООО «Логистик Плюс»",
-];
+/// The demo portal's first eight customers: the same names, one list.
+fn companies() -> &'static [&'static str] {
+    &salespulse::crm::demo::COMPANIES[..8]
+}
 const PRODUCTS: [(Id, &str); 6] = [
     (101, "Лицензия CRM"),
     (102, "Внедрение"),
@@ -307,7 +301,11 @@ pub fn company(spec: &Spec, wire: bool) -> Company {
         let opportunity = (rub / rates[currency] * 100.0).round() / 100.0;
         let deal = Deal {
             id,
-            title: format!("{} — {}", COMPANIES[rng.usize(..COMPANIES.len())], PRODUCTS[rng.usize(..PRODUCTS.len())].1),
+            title: format!(
+                "{} — {}",
+                companies()[rng.usize(..companies().len())],
+                PRODUCTS[rng.usize(..PRODUCTS.len())].1
+            ),
             pipeline_id: *pipeline_id,
             stage_id: stage.id.clone(),
             stage_semantics: stage.semantics,

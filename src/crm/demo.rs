@@ -130,7 +130,8 @@ const PRODUCTS: [Product; 6] = [
     (106, "Доработка под заказ", (20_000, 90_000), (1, 2)),
 ];
 
-const COMPANIES: [&str; 16] = [
+/// Customers deal titles are made of.
+pub const COMPANIES: [&str; 16] = [
     "ООО «Альфа-Трейд»",
     "АО «Северный ветер»",
     "ООО «Ромашка»",
