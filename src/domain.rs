@@ -124,6 +124,62 @@ pub struct Deal {
     pub satisfaction: Option<String>,
 }
 
+/// Where a deal's won or lost time came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    History,
+    /// `MOVED_TIME` or `CLOSEDATE`: the history had no entry into such a stage.
+    Fallback,
+}
+
+impl Deal {
+    /// When the deal became won (or lost, by `sem`), as KPI.md "Deal events" defines it:
+    /// `None` unless its stage has that semantics now; else the latest entry of `history`
+    /// (this deal's stage changes, oldest first, ties by id) into such a stage, else
+    /// `MOVED_TIME`, else `CLOSEDATE`. The KPI pass and the Bitrix24 client (which fetches
+    /// product rows only for the deals won in the report's period) both ask this.
+    pub fn event_at<'h>(
+        &self,
+        sem: Semantics,
+        history: impl DoubleEndedIterator<Item = &'h StageChange>,
+    ) -> Option<(Timestamp, EventSource)> {
+        if self.stage_semantics != sem {
+            return None;
+        }
+        match history.rev().find(|h| h.semantics == sem) {
+            Some(h) => Some((h.created, EventSource::History)),
+            None => self.moved_time.or(self.close_date).map(|t| (t, EventSource::Fallback)),
+        }
+    }
+}
+
+/// The ids of the `deals` won in `[from, until)` by [`Deal::event_at`], recurring templates
+/// left out; `history` holds their stage changes, in any order. These are the deals whose
+/// product rows a report's product breakdown counts.
+pub fn deals_won_in<'a>(
+    deals: impl Iterator<Item = &'a Deal>,
+    history: impl Iterator<Item = &'a StageChange>,
+    from: Timestamp,
+    until: Timestamp,
+) -> Vec<Id> {
+    let mut entries: std::collections::HashMap<Id, Vec<&StageChange>> = std::collections::HashMap::new();
+    for h in history.filter(|h| h.semantics == Semantics::Success) {
+        entries.entry(h.deal_id).or_default().push(h);
+    }
+    for list in entries.values_mut() {
+        list.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    }
+    let period = from..until;
+    deals
+        .filter(|d| !d.is_recurring)
+        .filter(|d| {
+            let mine = entries.get(&d.id).map_or(&[][..], Vec::as_slice);
+            d.event_at(Semantics::Success, mine.iter().copied()).is_some_and(|(t, _)| period.contains(&t))
+        })
+        .map(|d| d.id)
+        .collect()
+}
+
 /// A lead (`crm.lead.list`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lead {
@@ -420,6 +476,63 @@ mod tests {
     use super::*;
 
     const MSK: Tz = chrono_tz::Europe::Moscow;
+
+    #[test]
+    fn deals_won_in_a_period_by_history_then_moved_time_then_close_date() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        let won = |id: Id| Deal {
+            id,
+            title: String::new(),
+            pipeline_id: 0,
+            stage_id: "WON".into(),
+            stage_semantics: Semantics::Success,
+            currency: "RUB".into(),
+            opportunity: 1.0,
+            lead_id: None,
+            assigned_by: 1,
+            created: at("2026-01-01T00:00:00+03:00"),
+            moved_time: None,
+            close_date: None,
+            is_recurring: false,
+            is_return_customer: false,
+            source_id: None,
+            satisfaction: None,
+        };
+        let change = |id: Id, deal_id: Id, semantics: Semantics, created: &str| StageChange {
+            id,
+            deal_id,
+            pipeline_id: 0,
+            stage_id: "X".into(),
+            semantics,
+            created: at(created),
+        };
+        let (from, until) = (at("2026-11-16T00:00:00+03:00"), at("2026-11-23T00:00:00+03:00"));
+        // 1: won twice, the later entry is in the period. 2: won before the period, moved
+        // since (MOVED_TIME is only the fallback). 3: no history, MOVED_TIME in the period.
+        // 4: only CLOSEDATE, at the period's end (excluded). 5: recurring. 6: reopened.
+        let deals = vec![
+            won(1),
+            Deal { moved_time: Some(at("2026-11-20T00:00:00+03:00")), ..won(2) },
+            Deal { moved_time: Some(at("2026-11-16T00:00:00+03:00")), ..won(3) },
+            Deal { close_date: Some(until), ..won(4) },
+            Deal { is_recurring: true, moved_time: Some(at("2026-11-20T00:00:00+03:00")), ..won(5) },
+            Deal { stage_semantics: Semantics::Process, ..won(6) },
+        ];
+        let history = vec![
+            change(7, 1, Semantics::Success, "2026-11-22T23:59:59+03:00"),
+            change(3, 1, Semantics::Success, "2026-10-01T00:00:00+03:00"),
+            change(4, 2, Semantics::Success, "2026-11-01T00:00:00+03:00"),
+            change(5, 2, Semantics::Process, "2026-11-20T00:00:00+03:00"),
+            change(6, 6, Semantics::Success, "2026-11-18T00:00:00+03:00"),
+        ];
+        assert_eq!(deals_won_in(deals.iter(), history.iter(), from, until), vec![1, 3]);
+        assert_eq!(
+            deals[0].event_at(Semantics::Success, [&history[1], &history[0]].into_iter()),
+            Some((at("2026-11-22T23:59:59+03:00"), EventSource::History))
+        );
+        assert_eq!(deals[3].event_at(Semantics::Success, std::iter::empty()), Some((until, EventSource::Fallback)));
+        assert_eq!(deals[0].event_at(Semantics::Failure, history.iter()), None);
+    }
 
     #[test]
     fn parses_and_labels_periods() {

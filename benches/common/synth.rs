@@ -533,7 +533,8 @@ pub fn to_wire(s: &CrmSnapshot) -> PortalData {
         .iter()
         .map(|l| {
             obj(json!({"ID": l.id.to_string(), "ASSIGNED_BY_ID": l.assigned_by.to_string(),
-                       "DATE_CREATE": stamp(&l.created), "STATUS_SEMANTIC_ID": semantics(l.status_semantics),
+                       "DATE_CREATE": stamp(&l.created), "DATE_MODIFY": stamp(&l.created),
+                       "STATUS_SEMANTIC_ID": semantics(l.status_semantics),
                        "SOURCE_ID": l.source_id, "TITLE": format!("Заявка {}", l.id)}))
         })
         .collect();
@@ -543,7 +544,8 @@ pub fn to_wire(s: &CrmSnapshot) -> PortalData {
         .map(|a| {
             obj(json!({"ID": a.id.to_string(), "RESPONSIBLE_ID": a.responsible.to_string(),
                        "TYPE_ID": a.type_id.to_string(), "DIRECTION": a.direction.to_string(),
-                       "COMPLETED": if a.completed { "Y" } else { "N" }, "CREATED": stamp(&a.created)}))
+                       "COMPLETED": if a.completed { "Y" } else { "N" }, "CREATED": stamp(&a.created),
+                       "LAST_UPDATED": stamp(&a.created)}))
         })
         .collect();
     p.stage_history = s

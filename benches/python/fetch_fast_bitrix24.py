@@ -1,11 +1,12 @@
 """fast_bitrix24 (PyPI) fetching what salespulse fetches, from the same emulated portal.
 
-Usage: fetch_fast_bitrix24.py WEBHOOK_URL SINCE
+Usage: fetch_fast_bitrix24.py WEBHOOK_URL SINCE PERIOD_START UNTIL
 
 The same lists with the same filters and fields as salespulse's client (users, departments,
 pipelines, currencies, sources, the stages of each pipeline, deals modified since SINCE,
 open deals, leads, outgoing calls and e-mails, stage history), then the product rows of the
-won deals with get_by_ID, all with the library's defaults (2 requests/s after a pool of 50,
+deals won in [PERIOD_START, UNTIL) (KPI.md's won time: the latest entry into a success stage
+in the fetched history, else MOVED_TIME, else CLOSEDATE) with get_by_ID, all with the library's defaults (2 requests/s after a pool of 50,
 batches of 50). The webhook is plain http on 127.0.0.1: the library accepts any URL with a
 scheme, host and path, and its `ssl` flag only matters for https, so nothing is changed.
 The last line printed is a JSON object; the Rust bench reads it.
@@ -17,6 +18,7 @@ import json
 import sys
 import time
 import warnings
+from datetime import datetime
 
 from fast_bitrix24 import BitrixAsync
 
@@ -25,7 +27,11 @@ DEAL_FIELDS = ["ID", "TITLE", "CATEGORY_ID", "STAGE_ID", "STAGE_SEMANTIC_ID", "C
                "IS_RETURN_CUSTOMER", "SOURCE_ID", "UF_CRM_CSAT"]
 
 
-async def fetch(b: BitrixAsync, since: str) -> dict:
+def parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+async def fetch(b: BitrixAsync, since: str, period_start: datetime, until: datetime) -> dict:
     users = await b.get_all("user.get")
     departments = await b.get_all("department.get")
     categories = await b.get_all("crm.category.list", {"entityTypeId": 2})
@@ -51,7 +57,21 @@ async def fetch(b: BitrixAsync, since: str) -> dict:
     if isinstance(history, dict):
         history = history.get("items", [])
     deals = {d["ID"]: d for d in modified + open_deals}
-    won = [int(i) for i, d in deals.items() if d.get("STAGE_SEMANTIC_ID") == "S" and d.get("IS_RECURRING") != "Y"]
+    won_entry = {}
+    for h in history:
+        if h.get("STAGE_SEMANTIC_ID") == "S":
+            key = (parse(h["CREATED_TIME"]), int(h["ID"]))
+            won_entry[str(h["OWNER_ID"])] = max(won_entry.get(str(h["OWNER_ID"]), key), key)
+
+    def won_at(d):
+        entry = won_entry.get(str(d["ID"]))
+        if entry:
+            return entry[0]
+        stamp = d.get("MOVED_TIME") or d.get("CLOSEDATE")
+        return parse(stamp) if stamp else None
+
+    won = [int(i) for i, d in deals.items() if d.get("STAGE_SEMANTIC_ID") == "S" and d.get("IS_RECURRING") != "Y"
+           and (t := won_at(d)) is not None and period_start <= t < until]
     rows = await b.get_by_ID("crm.deal.productrows.get", won, ID_field_name="id") if won else {}
     return {
         "users": len(users), "departments": len(departments), "stages": len(stages), "sources": len(sources),
@@ -61,11 +81,11 @@ async def fetch(b: BitrixAsync, since: str) -> dict:
 
 
 def main() -> None:
-    url, since = sys.argv[1], sys.argv[2]
+    url, since, period_start, until = sys.argv[1], sys.argv[2], parse(sys.argv[3]), parse(sys.argv[4])
     warnings.simplefilter("ignore")
     b = BitrixAsync(url, verbose=False)
     t = time.perf_counter()
-    counts = asyncio.run(fetch(b, since))
+    counts = asyncio.run(fetch(b, since, period_start, until))
     took = time.perf_counter() - t
     counts.update({"version": importlib.metadata.version("fast_bitrix24"), "fetch_s": took})
     print(json.dumps(counts))

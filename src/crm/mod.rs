@@ -24,6 +24,11 @@ pub struct FetchRequest {
     /// The instant the report looks at (the end of its period); records after it are
     /// still fetched where KPI.md needs the current state.
     pub until: Timestamp,
+    /// The start of the report's own period. Product rows are fetched only for the deals
+    /// won in `[period_start, until)`: KPI.md's product breakdown covers no other deals,
+    /// and one `crm.deal.productrows.get` per won deal of the whole trend window was more
+    /// than half of all requests on a large portal.
+    pub period_start: Timestamp,
     pub scope: Scope,
     /// The satisfaction user field to select on deals (`UF_CRM_*`).
     pub satisfaction_field: Option<String>,

@@ -17,8 +17,8 @@ use chrono_tz::Tz;
 use crate::config::{Config, KPI_KEYS, Targets};
 use crate::crm::Scope;
 use crate::domain::{
-    ACTIVITY_CALL, ACTIVITY_EMAIL, CrmSnapshot, DIRECTION_OUTGOING, Deal, Id, Lead, Period, PeriodKind, ProductRow,
-    Semantics, Stage, StageChange, Timestamp, User, days_between,
+    ACTIVITY_CALL, ACTIVITY_EMAIL, CrmSnapshot, DIRECTION_OUTGOING, Deal, EventSource, Id, Lead, Period, PeriodKind,
+    ProductRow, Semantics, Stage, StageChange, Timestamp, User, days_between,
 };
 use crate::locale::Language;
 
@@ -122,14 +122,6 @@ impl Bounds {
     fn contains(&self, t: &Timestamp) -> bool {
         *t >= self.start && *t < self.end
     }
-}
-
-/// Where a deal's `won_at` or `lost_at` came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum EventSource {
-    History,
-    /// `MOVED_TIME` or `CLOSEDATE`: the history had no entry into such a stage.
-    Fallback,
 }
 
 /// A deal with what KPI.md derives from it, computed once per snapshot.
@@ -311,19 +303,9 @@ impl<'a> Analysis<'a> {
             }
             let history = history.remove(&deal.id).unwrap_or_default();
             let rate = rates.get(&deal.currency).copied();
-            // A deal counts as won (lost) only while its current stage says so; the time
-            // is the latest entry into such a stage, else MOVED_TIME, else CLOSEDATE.
-            let event = |sem: Semantics| -> Option<(Timestamp, EventSource)> {
-                if deal.stage_semantics != sem {
-                    return None;
-                }
-                match history.iter().rev().find(|h| h.semantics == sem) {
-                    Some(h) => Some((h.created, EventSource::History)),
-                    None => deal.moved_time.or(deal.close_date).map(|t| (t, EventSource::Fallback)),
-                }
-            };
-            let won_at = event(Semantics::Success);
-            let lost_at = event(Semantics::Failure).map(|(t, _)| t);
+            // A deal counts as won (lost) only while its current stage says so.
+            let won_at = deal.event_at(Semantics::Success, history.iter().copied());
+            let lost_at = deal.event_at(Semantics::Failure, history.iter().copied()).map(|(t, _)| t);
             let lead = deal.lead_id.and_then(|id| known_leads.get(&id));
             deals.entry(deal.assigned_by).or_default().push(DealFacts {
                 deal,

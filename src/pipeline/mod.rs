@@ -205,6 +205,7 @@ impl Pipeline {
         let request = FetchRequest {
             since: until - chrono::Duration::hours(1),
             until,
+            period_start: until - chrono::Duration::hours(1),
             scope: scope(&self.config),
             satisfaction_field: self.config.crm.satisfaction_field.clone(),
         };
@@ -313,6 +314,7 @@ pub fn fetch_request(config: &Config, job: &JobConfig, period: &Period) -> Fetch
     FetchRequest {
         since: since.fixed_offset(),
         until: period.end().fixed_offset(),
+        period_start: period.start().fixed_offset(),
         scope: scope(config),
         satisfaction_field: config.crm.satisfaction_field.clone(),
     }

@@ -27,6 +27,8 @@ fn request(days: i64) -> FetchRequest {
     FetchRequest {
         since: until - chrono::Duration::days(days),
         until,
+        // The whole window is the period: product rows of every deal won in it.
+        period_start: until - chrono::Duration::days(days),
         scope: Scope { departments: vec![3], managers: vec![], include_subdepartments: true },
         satisfaction_field: Some("UF_CRM_CSAT".into()),
     }
@@ -130,6 +132,50 @@ async fn a_fetch_returns_what_the_portal_holds_for_the_window() {
     // Packed into batches: far fewer requests than pages.
     let pages = (expected.len() + expected_leads.len() + expected_activities + expected_history) / 50;
     assert!((requests as usize) < pages / 10, "{requests} requests for {pages} pages");
+}
+
+#[tokio::test]
+async fn product_rows_come_only_for_the_deals_won_in_the_reports_period() {
+    let data = demo::portal(as_of());
+    let emulator = Emulator::start(data.clone(), fast_portal()).await.unwrap();
+    let whole = request(100);
+    let week = FetchRequest { period_start: whole.until - chrono::Duration::days(7), ..whole.clone() };
+    let client = fast_client(&emulator.webhook_url());
+    let all = client.fetch(&whole).await.unwrap();
+    let all_requests = client.requests_made();
+    let client = fast_client(&emulator.webhook_url());
+    let snap = client.fetch(&week).await.unwrap();
+    let week_requests = client.requests_made();
+    emulator.shutdown().await;
+
+    // KPI.md's won time, worked out here from the portal's own rows: the latest entry of
+    // the window's stage history into a success stage, else MOVED_TIME, else CLOSEDATE.
+    let fetched: BTreeSet<u64> = snap.deals.iter().map(|d| d.id).collect();
+    let won_at = |deal: &Record| {
+        let entry = data
+            .stage_history
+            .iter()
+            .filter(|h| h["OWNER_ID"].as_str() == deal["ID"].as_str() && h["STAGE_SEMANTIC_ID"] == "S")
+            .filter(|h| at(h, "CREATED_TIME").unwrap() >= week.since)
+            .max_by_key(|h| (at(h, "CREATED_TIME").unwrap(), id(h)));
+        entry.map(|h| at(h, "CREATED_TIME").unwrap()).or(at(deal, "MOVED_TIME")).or(at(deal, "CLOSEDATE"))
+    };
+    let expected: BTreeSet<u64> = data
+        .deals
+        .iter()
+        .filter(|d| fetched.contains(&id(d)) && d["STAGE_SEMANTIC_ID"] == "S" && d["IS_RECURRING"] != "Y")
+        .filter(|d| won_at(d).is_some_and(|t| t >= week.period_start && t < week.until))
+        .map(id)
+        .filter(|d| data.product_rows.get(d).is_some_and(|rows| !rows.is_empty()))
+        .collect();
+    let got: BTreeSet<u64> = snap.product_rows.iter().map(|p| p.deal_id).collect();
+    assert_eq!(got, expected);
+    assert!(expected.len() >= 5, "a week of the demo wins several deals with products: {expected:?}");
+    let won_in_window: BTreeSet<u64> = all.product_rows.iter().map(|p| p.deal_id).collect();
+    assert!(won_in_window.len() > 4 * expected.len(), "{} vs {}", won_in_window.len(), expected.len());
+    assert!(week_requests < all_requests, "fewer product-row calls: {week_requests} vs {all_requests}");
+    // Everything else is the same snapshot.
+    assert_eq!(CrmSnapshot { product_rows: Vec::new(), ..snap }, CrmSnapshot { product_rows: Vec::new(), ..all });
 }
 
 #[tokio::test]

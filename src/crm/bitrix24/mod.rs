@@ -806,9 +806,9 @@ impl CrmSource for Bitrix24Client {
         assembly.add_window(request, &modified, &open, &leads, &activities, &history);
 
         // Leads that fetched deals came from, created before the window, and the product
-        // rows of the deals won now.
+        // rows of the deals won in the report's period.
         let missing = assembly.missing_leads();
-        let won = assembly.won_deals();
+        let won = assembly.product_deals(request);
         let mut lead_jobs = missing_lead_jobs(&missing);
         let lead_job_count = lead_jobs.len();
         lead_jobs.extend(won.iter().map(|id| product_rows_job(*id)));
@@ -1016,13 +1016,10 @@ impl Assembly {
             .collect()
     }
 
-    /// Deals won now (the window's won deals are among them), whose product rows count.
-    fn won_deals(&self) -> Vec<Id> {
-        self.deals
-            .values()
-            .filter(|d| d.stage_semantics == Semantics::Success && !d.is_recurring)
-            .map(|d| d.id)
-            .collect()
+    /// The deals whose product rows count: won in the report's period by KPI.md's rule,
+    /// as the KPI pass will see them in these same rows.
+    fn product_deals(&self, request: &FetchRequest) -> Vec<Id> {
+        crate::domain::deals_won_in(self.deals.values(), self.history.values(), request.period_start, request.until)
     }
 
     fn add_leads(&mut self, rows: &[WireRow]) {
