@@ -18,8 +18,12 @@
 //! fetched when missing, and refetched whenever their deal shows up modified: editing a
 //! deal's products changes its `DATE_MODIFY`). Reference data (users,
 //! departments, pipelines, stages, sources, currencies) is a handful of requests and is
-//! always fetched fresh, and so are the older leads that deals came from (a few `@ID`
-//! commands, as in the uncached fetch).
+//! always fetched fresh. The older leads that cached deals came from (created before cs;
+//! a deal's first contact is its lead's `DATE_CREATE`) are cached too, by id: fetched by
+//! `@ID` when a deal brings one the cache lacks, refreshed by the leads' `DATE_MODIFY`
+//! delta, kept while a cached deal names them, and all asked for again at the periodic full
+//! listing (below), which is when a deleted one is noticed. On a large portal they are
+//! thousands of `@ID` commands, most of a second run's cost had they been asked each time.
 //!
 //! A mark is the newest value of the field among the cached rows, minus [`OVERLAP`] (an
 //! hour): it covers clock skew, same-second updates and records changed while the previous
@@ -327,7 +331,8 @@ impl Rows {
             let Some(id) = row_id(row) else { continue };
             let keep = match entity {
                 Entity::Deal => Subset::DealsModified.contains(row, cs) || Subset::DealsOpen.contains(row, cs),
-                Entity::Lead => Subset::Leads.contains(row, cs),
+                // An older lead a deal came from stays up to date too.
+                Entity::Lead => Subset::Leads.contains(row, cs) || self.leads.contains_key(&id),
                 Entity::Activity => Subset::Activities.contains(row, cs),
                 Entity::History | Entity::ProductRows => Subset::History.contains(row, cs),
             };
@@ -342,6 +347,34 @@ impl Rows {
             changed.upserted.insert((entity, id));
             changed.deleted.remove(&(entity, id));
         }
+    }
+
+    /// The leads of `ids` (deals' leads outside the window) to ask the portal for: those
+    /// the cache lacks, or all of them when `all` (the periodic full reconcile: a deleted
+    /// lead is noticed only by asking for it).
+    fn leads_to_ask(&self, ids: &[Id], all: bool) -> Vec<Id> {
+        ids.iter().copied().filter(|id| all || !self.leads.contains_key(id)).collect()
+    }
+
+    /// Keeps the leads asked for by id: the rows returned, and none of those not returned
+    /// (deleted on the portal).
+    fn set_asked_leads(&mut self, asked: &[Id], jobs: &[ListJob], changed: &mut Changes) {
+        let mut returned = BTreeSet::new();
+        for row in jobs.iter().flat_map(|j| &j.rows) {
+            let Some(id) = row_id(row) else { continue };
+            returned.insert(id);
+            self.leads.insert(id, row.clone());
+            changed.upserted.insert((Entity::Lead, id));
+            changed.deleted.remove(&(Entity::Lead, id));
+        }
+        for id in asked.iter().filter(|id| !returned.contains(id)) {
+            self.remove(Entity::Lead, *id, changed);
+        }
+    }
+
+    /// The cached rows of `ids`' leads.
+    fn leads_of(&self, ids: &[Id]) -> Vec<WireRow> {
+        ids.iter().filter_map(|id| self.leads.get(id).cloned()).collect()
     }
 
     fn set_products(&mut self, deal: Id, list: Vec<WireRow>, changed: &mut Changes) {
@@ -361,13 +394,19 @@ impl Rows {
         }
     }
 
-    /// Drops what no subset from `cs` holds (after `cs` moved forward).
+    /// Drops what no subset from `cs` holds (after `cs` moved forward), but for the older
+    /// leads that cached deals came from.
     fn prune(&mut self, cs: &Timestamp, changed: &mut Changes) {
+        let origins: BTreeSet<Id> =
+            self.deals.values().filter_map(|d| wire::Row::new(d).id(&["LEAD_ID"]).ok().flatten()).collect();
         for entity in [Entity::Deal, Entity::Lead, Entity::Activity, Entity::History] {
             let gone: Vec<Id> = self
                 .of(entity)
                 .iter()
-                .filter(|(_, r)| !SUBSETS.iter().any(|s| s.entity() == entity && s.contains(r, cs)))
+                .filter(|(id, r)| {
+                    let origin = entity == Entity::Lead && origins.contains(id);
+                    !origin && !SUBSETS.iter().any(|s| s.entity() == entity && s.contains(r, cs))
+                })
                 .map(|(id, _)| *id)
                 .collect();
             for id in gone {
@@ -505,7 +544,7 @@ impl CachedClient {
         let mut jobs = reference_jobs();
         let reference = jobs.len();
         let assembly: Assembly;
-        let (mut rows, mut meta, generation, reset) = match start {
+        let (mut rows, mut meta, generation, reset, leads_due) = match start {
             Start::Full { reason, reset, generation } => {
                 let cs = request.since;
                 for subset in SUBSETS {
@@ -528,7 +567,7 @@ impl CachedClient {
                     reconciled_at: now,
                     runs: 0,
                 };
-                (rows, meta, generation, reset)
+                (rows, meta, generation, reset, true)
             }
             Start::Incremental { cached, mut rows } => {
                 let mut meta = cached.meta.clone();
@@ -617,7 +656,7 @@ impl CachedClient {
                     run.reconciled.dedup();
                 }
                 meta.fetched_at = now;
-                (rows, meta, Some(cached.generation), false)
+                (rows, meta, Some(cached.generation), false, due)
             }
         };
         meta.runs += 1;
@@ -629,12 +668,14 @@ impl CachedClient {
         let open = rows.select(Subset::DealsOpen, &since);
         let leads = rows.select(Subset::Leads, &since);
 
-        // Second look: the pipelines' stages, the older leads the deals came from, and the
-        // product rows the cache lacks of the deals the portal serves as won and touched in
-        // the report's period. The last two are read off the rows before the stages and the
-        // history are known (a deal's lead does not depend on them; whether it was won in
-        // the period can, rarely: then a third look follows).
+        // Second look: the pipelines' stages, the older leads the deals came from that the
+        // cache lacks (all of them at the periodic full reconcile), and the product rows the
+        // cache lacks of the deals the portal serves as won and touched in the report's
+        // period. The last two are read off the rows before the stages and the history are
+        // known (a deal's lead does not depend on them; whether it was won in the period
+        // can, rarely: then a third look follows).
         let missing = preview_missing_leads(request, &modified, &open, &leads);
+        let asked = rows.leads_to_ask(&missing, leads_due);
         let guessed: Vec<Id> = modified
             .iter()
             .chain(&open)
@@ -652,12 +693,13 @@ impl CachedClient {
             .collect();
         let mut jobs = assembly.stage_jobs();
         let stage_jobs = jobs.len();
-        jobs.extend(missing_lead_jobs(&missing));
+        jobs.extend(missing_lead_jobs(&asked, &LEAD_SELECT));
         let lead_jobs = jobs.len() - stage_jobs;
         jobs.extend(guessed.iter().map(|id| product_rows_job(*id)));
         c.run(&mut jobs).await?;
         let mut lead_rows = jobs.split_off(stage_jobs);
         let product_jobs = lead_rows.split_off(lead_jobs);
+        rows.set_asked_leads(&asked, &lead_rows, &mut changed);
         assembly.add_stages(jobs);
         for (id, job) in guessed.iter().zip(product_jobs) {
             rows.set_products(*id, job.rows, &mut changed);
@@ -673,23 +715,20 @@ impl CachedClient {
         let won = assembly.product_deals(request);
         let unknown_products: Vec<Id> = won.iter().copied().filter(|id| !rows.products.contains_key(id)).collect();
         let still_missing = assembly.missing_leads();
-        let refetch_leads = still_missing != missing;
-        if refetch_leads || !unknown_products.is_empty() {
-            let mut more = if refetch_leads { missing_lead_jobs(&still_missing) } else { Vec::new() };
+        let asked_more: Vec<Id> =
+            rows.leads_to_ask(&still_missing, leads_due).into_iter().filter(|id| !asked.contains(id)).collect();
+        if !asked_more.is_empty() || !unknown_products.is_empty() {
+            let mut more = missing_lead_jobs(&asked_more, &LEAD_SELECT);
             let n_leads = more.len();
             more.extend(unknown_products.iter().map(|id| product_rows_job(*id)));
             c.run(&mut more).await?;
             let products = more.split_off(n_leads);
-            if refetch_leads {
-                lead_rows = more;
-            }
+            rows.set_asked_leads(&asked_more, &more, &mut changed);
             for (id, job) in unknown_products.iter().zip(products) {
                 rows.set_products(*id, job.rows, &mut changed);
             }
         }
-        for job in &lead_rows {
-            assembly.add_leads(&job.rows);
-        }
+        assembly.add_leads(&rows.leads_of(&still_missing));
         for id in &won {
             assembly.add_product_rows(*id, &rows.products[id]);
         }

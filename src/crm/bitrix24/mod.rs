@@ -809,7 +809,7 @@ impl CrmSource for Bitrix24Client {
         // rows of the deals won in the report's period.
         let missing = assembly.missing_leads();
         let won = assembly.product_deals(request);
-        let mut lead_jobs = missing_lead_jobs(&missing);
+        let mut lead_jobs = missing_lead_jobs(&missing, &wire::LEAD_FIELDS);
         let lead_job_count = lead_jobs.len();
         lead_jobs.extend(won.iter().map(|id| product_rows_job(*id)));
         self.run(&mut lead_jobs).await?;
@@ -901,12 +901,12 @@ fn history_job(filter: Value, select: &[&str]) -> ListJob {
 }
 
 /// Leads by id, 50 a command (a lead that is not returned was deleted).
-fn missing_lead_jobs(ids: &[Id]) -> Vec<ListJob> {
+fn missing_lead_jobs(ids: &[Id], select: &[&str]) -> Vec<ListJob> {
     ids.chunks(PAGE)
         .map(|ids| {
             ListJob::new(
                 "crm.lead.list",
-                json!({"order": {"ID": "ASC"}, "filter": {"@ID": ids}, "select": wire::LEAD_FIELDS, "start": -1}),
+                json!({"order": {"ID": "ASC"}, "filter": {"@ID": ids}, "select": select, "start": -1}),
                 Paging::Single,
             )
         })
