@@ -510,7 +510,7 @@ mod tests {
         // 1: won twice, the later entry is in the period. 2: won before the period, moved
         // since (MOVED_TIME is only the fallback). 3: no history, MOVED_TIME in the period.
         // 4: only CLOSEDATE, at the period's end (excluded). 5: recurring. 6: reopened.
-        let deals = vec![
+        let deals = [
             won(1),
             Deal { moved_time: Some(at("2026-11-20T00:00:00+03:00")), ..won(2) },
             Deal { moved_time: Some(at("2026-11-16T00:00:00+03:00")), ..won(3) },
@@ -518,7 +518,7 @@ mod tests {
             Deal { is_recurring: true, moved_time: Some(at("2026-11-20T00:00:00+03:00")), ..won(5) },
             Deal { stage_semantics: Semantics::Process, ..won(6) },
         ];
-        let history = vec![
+        let history = [
             change(7, 1, Semantics::Success, "2026-11-22T23:59:59+03:00"),
             change(3, 1, Semantics::Success, "2026-10-01T00:00:00+03:00"),
             change(4, 2, Semantics::Success, "2026-11-01T00:00:00+03:00"),
