@@ -77,7 +77,7 @@ fn main() {
                 table.row(row(&window, "salespulse, second run (cached)", again, options.rate_per_sec, options.burst));
                 println!(
                     "{job}: first run {} requests made ({} by the request arithmetic), {} commands, {} refused by the emulator's bucket; \
-                     second run {} requests ({:.1} % of the first); \
+                     second run {} requests ({:.1} % of the first), {} commands, cache: {:?}; \
                      RSS {} before, peak {} during both fetches (+{}; the emulator's portal is in this process too)",
                     r.client_requests,
                     estimate.requests,
@@ -85,6 +85,8 @@ fn main() {
                     r.emulator.rate_limited,
                     again.client_requests,
                     100.0 * again.client_requests as f64 / r.client_requests.max(1) as f64,
+                    again.emulator.commands,
+                    again.cache,
                     mib(before),
                     mib(peak),
                     mib(peak.saturating_sub(before))

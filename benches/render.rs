@@ -1,12 +1,15 @@
 //! Render throughput: the full manager scorecard (both charts, the built-in two-page
 //! template) for N managers (default 500) on 2 worker threads, with the cold start
 //! (`Renderer::new`, first compilation) included and excluded, and peak memory; then the
-//! same document compiled by the Typst compiler in a separate process and by a plain Python
-//! pipeline (matplotlib + WeasyPrint), via `benches/python/*.py` in `target/bench-venv`.
+//! same document compiled by the Typst CLI (`typst compile`, one process per document, the
+//! same compiler version as ours) and by the Typst compiler from PyPI in a separate process,
+//! and by a plain Python pipeline (matplotlib + WeasyPrint), via `benches/python/*.py` in
+//! `target/bench-venv`.
 //!
 //! `cargo bench --bench render -- [N] [--threads 2] [--sample 10] [--no-python]`
-//! The venv: `python3 -m venv target/bench-venv && target/bench-venv/bin/pip install typst
-//! matplotlib weasyprint` (`benches/python/setup.sh` does it). Nothing here passes or fails.
+//! The CLI and the venv: `benches/python/setup.sh` (the CLI with `cargo install typst-cli`
+//! into `target/typst-cli`; the venv with typst, matplotlib and weasyprint from PyPI).
+//! Either is skipped when missing. Nothing here passes or fails.
 
 mod common;
 
@@ -108,13 +111,14 @@ fn main() {
         if n == 500 { secs(cold_wall) } else { "(run with 500)".into() }
     );
 
-    if measure::flag("--no-python") {
+    let python = venv_python().filter(|_| !measure::flag("--no-python"));
+    let cli = typst_cli();
+    if python.is_none() && cli.is_none() {
+        println!(
+            "\n(no target/typst-cli, no target/bench-venv or --no-python: comparisons skipped; see benches/python/setup.sh)"
+        );
         return;
     }
-    let Some(python) = venv_python() else {
-        println!("\n(no target/bench-venv: the Typst and Python comparisons are skipped; see benches/python/setup.sh)");
-        return;
-    };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-render");
     let _ = std::fs::remove_dir_all(&root);
     let dirs: Vec<PathBuf> = datas
@@ -138,6 +142,24 @@ fn main() {
     let ratio_all = |d: Duration| format!("{:.1}×", d.as_secs_f64() / ours_all.as_secs_f64().max(1e-9));
     t2.row(vec!["salespulse: Typst in-process, warm (render only)".into(), ms(ours), "1.0×".into(), String::new()]);
     t2.row(vec!["salespulse: charts + render, warm".into(), ms(ours_all), String::new(), "1.0×".into()]);
+    t2.row(vec![
+        format!("salespulse: {n} documents on {threads} threads, wall / {n} (cold start included)"),
+        ms(cold_wall / n as u32),
+        ratio(cold_wall / n as u32),
+        String::new(),
+    ]);
+    if let Some(cli) = &cli {
+        match typst_cli_per_document(cli, &dirs) {
+            Ok((version, d)) => {
+                t2.row(vec![format!("{version} CLI, `typst compile` per document"), ms(d), ratio(d), String::new()]);
+            }
+            Err(e) => println!("typst CLI comparison failed: {e}"),
+        }
+    }
+    let Some(python) = python else {
+        print!("{}", t2.render());
+        return;
+    };
     match python_json(&python, "typst_compare.py", &dirs) {
         Ok(v) => {
             let get = |k: &str| v.get(k).and_then(|x| x.as_f64()).map(|x| Duration::from_secs_f64(x / 1000.0));
@@ -218,6 +240,41 @@ fn pdf_pages(pdf: &[u8]) -> Option<usize> {
     text.match_indices("/Count ")
         .filter_map(|(i, _)| text[i + 7..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
         .max()
+}
+
+/// The Typst CLI that `benches/python/setup.sh` installs.
+fn typst_cli() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/typst-cli/bin/typst");
+    p.exists().then_some(p)
+}
+
+/// `typst compile` as a script would run it, one process per sample document (fonts from the
+/// document's `fonts/`, system fonts ignored, as salespulse ignores them); the CLI's version
+/// and the median wall time per document.
+fn typst_cli_per_document(cli: &Path, dirs: &[PathBuf]) -> Result<(String, Duration), String> {
+    let version = Command::new(cli).arg("--version").output().map_err(|e| format!("failed to run typst ({e})"))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let mut times = Vec::new();
+    for d in dirs {
+        let t = Instant::now();
+        let out = Command::new(cli)
+            .arg("compile")
+            .arg("--root")
+            .arg(d)
+            .arg("--font-path")
+            .arg(d.join("fonts"))
+            .arg("--ignore-system-fonts")
+            .arg(d.join("main.typ"))
+            .arg(d.join("typst-cli.pdf"))
+            .output()
+            .map_err(|e| format!("failed to run typst ({e})"))?;
+        times.push(t.elapsed());
+        if !out.status.success() {
+            return Err(format!("typst compile exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    times.sort();
+    Ok((version, times[times.len() / 2]))
 }
 
 fn venv_python() -> Option<PathBuf> {

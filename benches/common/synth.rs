@@ -267,16 +267,24 @@ pub fn company(spec: &Spec, wire: bool) -> Company {
             (1 + rng.usize(..((2.0 * mean - 1.0).max(1.0) as usize))).min(history_left)
         };
         let moves = want.saturating_sub(1 + usize::from(fate.is_some()));
+        // A deal's story stops at the instant the portal is seen: a move or an outcome that
+        // would come later has not happened yet (clamping them to the last minute instead
+        // piled thousands of changes into it, which no portal has).
         let mut t = created;
         let mut entries: Vec<(&Stage, i64)> = vec![(process[0], t)];
         for m in 0..moves {
-            t = (t + rng.i64(DAY / 4..6 * DAY)).min(end - 60);
+            let next = t + rng.i64(DAY / 4..6 * DAY);
             // Mostly forward, sometimes back a stage, as deals do.
             let stage = process[(m + 1).min(process.len() - 1).saturating_sub(usize::from(rng.f64() < 0.15))];
+            if next >= end - 60 {
+                break;
+            }
+            t = next;
             entries.push((stage, t));
         }
-        if let Some(f) = fate {
-            t = (t + rng.i64(DAY / 2..10 * DAY)).min(end - 30);
+        let outcome = rng.i64(DAY / 2..10 * DAY);
+        if let Some(f) = fate.filter(|_| t + outcome < end - 30) {
+            t += outcome;
             entries.push((f, t));
         }
         entries.truncate(want.max(1));
