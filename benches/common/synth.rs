@@ -290,9 +290,10 @@ pub fn company(spec: &Spec, wire: bool) -> Company {
         entries.truncate(want.max(1));
         history_left -= entries.len().min(history_left);
         let (stage, moved) = *entries.last().expect("at least the first entry");
-        for (n, (s, at)) in entries.iter().enumerate() {
+        for (s, at) in &entries {
+            // Unique, as a portal's are (a deal can have more than 16 entries).
             history.push(StageChange {
-                id: id * 16 + n as Id,
+                id: history.len() as Id + 1,
                 deal_id: id,
                 pipeline_id: *pipeline_id,
                 stage_id: s.id.clone(),
