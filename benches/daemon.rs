@@ -104,6 +104,14 @@ fn main() -> anyhow::Result<()> {
         mib(peak),
         run.samples.iter().find(|s| s.peak_kib == peak).map_or(0, |s| s.run)
     );
+    let (rss, (anon, file), threads) = run.rested;
+    println!(
+        "at rest {} after the last run: RSS {} ({} anonymous, {} file-backed: code that ran), threads {threads}",
+        secs(REST),
+        mib(rss),
+        mib(anon),
+        mib(file)
+    );
     if n > WARM_UP + 1 {
         let after = &run.samples[WARM_UP..];
         println!("after warm-up (runs {}..{n}):", WARM_UP + 1);
@@ -159,6 +167,9 @@ fn row(s: &Sample) -> Vec<String> {
 /// the memory.
 const SETTLE: Duration = Duration::from_millis(50);
 
+/// How long after the last run the daemon is left waiting before it is read once more.
+const REST: Duration = Duration::from_secs(15);
+
 /// One scheduled run, and the process as it was right after.
 #[derive(Clone, Debug)]
 struct Sample {
@@ -191,6 +202,9 @@ struct DaemonRun {
     fds_at_rest: usize,
     threads_at_rest: u64,
     samples: Vec<Sample>,
+    /// Resident memory (all; anonymous and file-backed) and threads [`REST`] after the last
+    /// run, the loop waiting.
+    rested: (u64, (u64, u64), u64),
     /// What the daemon recorded last for each job (the run history in the state store).
     last_runs: Vec<RunRecord>,
 }
@@ -266,17 +280,21 @@ async fn run(dir: &Path, runs: usize, mut each: impl FnMut(&Sample)) -> anyhow::
                 samples.push(sample);
             }
         }
+        // Between two real slots the loop waits for days: tokio lets its idle blocking threads
+        // (where rendering and SQLite ran) go after 10 s, and what remains is the daemon at rest.
+        tokio::time::sleep(REST).await;
+        let rested = (measure::rss_kib(), measure::rss_split_kib(), threads());
         let _ = stop.send(());
-        (at_rest_kib, fds_at_rest, threads_at_rest, samples)
+        (at_rest_kib, fds_at_rest, threads_at_rest, samples, rested)
     };
-    let (stopped, (at_rest_kib, fds_at_rest, threads_at_rest, samples)) = tokio::join!(daemon, driver);
+    let (stopped, (at_rest_kib, fds_at_rest, threads_at_rest, samples, rested)) = tokio::join!(daemon, driver);
     stopped?;
     let store = Store::open(&config.state_dir)?;
     let mut last_runs = Vec::new();
     for job in &config.jobs {
         last_runs.extend(store.last_run(&job.name)?);
     }
-    Ok(DaemonRun { at_rest_kib, fds_at_rest, threads_at_rest, samples, last_runs })
+    Ok(DaemonRun { at_rest_kib, fds_at_rest, threads_at_rest, samples, rested, last_runs })
 }
 
 /// A run as the runner saw it end.

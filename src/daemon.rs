@@ -402,6 +402,7 @@ impl<R: JobRunner> Daemon<'_, R> {
         loop {
             attempt += 1;
             let result = shutdown.finish(self.runner.run_job(job, slot, &period)).await;
+            return_freed_memory();
             match result {
                 Ok(summary) => {
                     let outcome = if summary.failed.is_empty() { RunOutcome::Ok } else { RunOutcome::Partial };
@@ -438,6 +439,23 @@ impl<R: JobRunner> Daemon<'_, R> {
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// Hands the memory a job freed back to the system. glibc's malloc keeps what its arenas
+/// freed (one arena per thread that allocated), so a daemon would rest at the peak of its
+/// jobs: 555 MiB after 20 runs of the demo, ~95 MiB after a trim (`cargo bench --bench
+/// daemon`, BENCHMARKS.md). Other allocators and platforms: nothing to do.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointers; it only returns free pages of glibc's heaps.
+        unsafe {
+            malloc_trim(0);
         }
     }
 }

@@ -27,6 +27,12 @@ pub fn rss_kib() -> u64 {
     status_kib("VmRSS")
 }
 
+/// Resident memory split as the kernel counts it: anonymous (the heap, stacks) and file-backed
+/// (the executable's and libraries' pages that ran, shared and reclaimable), in KiB.
+pub fn rss_split_kib() -> (u64, u64) {
+    (status_kib("RssAnon"), status_kib("RssFile"))
+}
+
 /// Resets `VmHWM` to the current RSS (Linux ≥ 4.0: `5` into `/proc/self/clear_refs`), so
 /// that a stage's peak is not the previous stage's. Returns whether the kernel took it.
 pub fn reset_peak() -> bool {
