@@ -30,18 +30,6 @@ use common::measure::{self, Table, mib, secs};
 use common::synth;
 use salespulse::crm::emulator::EmulatorOptions;
 
-/// Issue 3's large portal (as in the fetch benchmark).
-fn full() -> synth::Spec {
-    synth::Spec {
-        managers: 500,
-        deals: 200_000,
-        leads: 300_000,
-        activities: 1_000_000,
-        stage_history: 1_000_000,
-        seed: 3,
-    }
-}
-
 /// The job and the period the synthetic data ends with (its slot is Monday 2026-11-23 08:00).
 const JOB: &str = "manager-weekly";
 const PERIOD: &str = "2026-W47";
@@ -57,7 +45,7 @@ fn main() {
     let bin = build_binary();
     println!("binary: {} (commit {})", bin.display(), commit());
 
-    let spec = full().scaled_down(divisor);
+    let spec = synth::Spec::issue3().scaled_down(divisor);
     let t = Instant::now();
     let company = synth::company(&spec, true);
     let portal = company.portal.expect("asked for the wire form");

@@ -26,18 +26,6 @@ use common::synth;
 use salespulse::crm::bitrix24::ClientSettings;
 use salespulse::crm::emulator::{EmulatorOptions, PortalData};
 
-/// Issue 3's large portal.
-fn full() -> synth::Spec {
-    synth::Spec {
-        managers: 500,
-        deals: 200_000,
-        leads: 300_000,
-        activities: 1_000_000,
-        stage_history: 1_000_000,
-        seed: 3,
-    }
-}
-
 fn main() {
     let divisor = measure::size_arg(10).max(1);
     let jobs: Vec<String> = match measure::option("--job") {
@@ -55,7 +43,7 @@ fn main() {
         &["job (window)", "client", "requests", "wall", "floor (req−50)/2", "emulator server time", "records fetched"],
     );
 
-    let spec = full().scaled_down(divisor);
+    let spec = synth::Spec::issue3().scaled_down(divisor);
     let t = Instant::now();
     let company = synth::company(&spec, true);
     let portal = company.portal.expect("asked for the wire form");
@@ -127,7 +115,7 @@ fn main() {
     print!("{}", table.render());
 
     if measure::flag("--unlimited") {
-        let spec = full();
+        let spec = synth::Spec::issue3();
         let request = fetch_core::request(&config, jobs.last().expect("at least one job"));
         let t = Instant::now();
         let company = synth::company(&spec, true);
@@ -163,7 +151,7 @@ fn main() {
 /// The full portal of issue 3, counted rather than fetched: pages per list, requests, and
 /// the time the portal's limits alone impose.
 fn floor_table(job: &str, request: &salespulse::crm::FetchRequest) {
-    let spec = full();
+    let spec = synth::Spec::issue3();
     let company = synth::company(&spec, false);
     let e = fetch_core::estimate(&company.snapshot, request);
     let mut t = Table::new(
