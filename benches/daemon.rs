@@ -1,5 +1,5 @@
 //! The daemon over many runs: does `salespulse run` keep its memory, file descriptors and
-//! threads flat from one scheduled run to the next (Typst's caches evicted after each job,
+//! threads flat from one scheduled run to the next (Typst's caches evicted after each document,
 //! the emulator's and the client's connections closed)? The real daemon loop drives the real
 //! pipeline on the embedded demo config in a fresh temporary directory, RUNS scheduled runs
 //! in one process (default 100), with a clock that jumps to each next slot of either job
@@ -10,7 +10,7 @@
 //! of any job, so the loop fires the jobs one after another as it would over months. The
 //! loop ticks every 10 ms instead of 20 s and does not talk to systemd; the runner
 //! (`PipelineRunner`: the demo portal served by the Bitrix24 emulator, the client, KPI,
-//! charts, Typst with its caches emptied after each job, the ledger, `.eml` files into an
+//! charts, Typst with its caches emptied after each document, the ledger, `.eml` files into an
 //! outbox) is wrapped only to tell the driver when a run has finished; everything else is
 //! `salespulse run`.
 //!

@@ -191,7 +191,6 @@ impl Pipeline {
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
-        self.renderer.release_caches();
         if let Some(e) = failed {
             return Err(e);
         }
