@@ -4,7 +4,9 @@
 //! the admin, resends on request, rows a crash left behind finished from the stored files,
 //! and the daemon firing on its schedule, catching up, and stopping cleanly.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -536,6 +538,23 @@ fn test_options() -> RunOptions {
     RunOptions { tick: Duration::from_millis(10), notify_systemd: false, retry_every: Duration::from_secs(3600) }
 }
 
+/// A daemon run in a test, to be awaited beside the test's own steps.
+type DaemonRun<'a> = Pin<Box<dyn Future<Output = Result<(), daemon::DaemonError>> + 'a>>;
+
+/// The daemon loop over `runner` with [`test_options`], stopped when the returned sender
+/// fires. Boxed: a test that runs two daemons would overflow its thread's stack.
+fn start_daemon<'a>(
+    config: &Arc<Config>,
+    clock: Arc<dyn Clock>,
+    runner: &'a Runner,
+) -> (DaemonRun<'a>, tokio::sync::oneshot::Sender<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async {
+        stopped.await.ok();
+    };
+    (Box::pin(daemon::run_with(config.clone(), clock, shutdown, runner, test_options())), stop)
+}
+
 /// Waits (a few seconds at most) until `cond` holds.
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..500 {
@@ -615,16 +634,7 @@ async fn a_slot_missed_while_down_is_caught_up_once_at_start() {
 
     for _ in 0..2 {
         // Started twice (a restart): the catch-up happens once.
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let daemon = daemon::run_with(
-            config.clone(),
-            clock.clone() as Arc<dyn Clock>,
-            async {
-                stopped.await.ok();
-            },
-            &runner,
-            test_options(),
-        );
+        let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
         let test = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             stop.send(()).unwrap();
@@ -649,16 +659,7 @@ async fn a_slot_older_than_the_catch_up_horizon_is_not_run() {
     runner.store.finish_run(id, 3, 0, RunOutcome::Ok, None).unwrap();
     // Thursday: Monday's slot is 3 days old.
     let clock = Arc::new(FixedClock::new(utc("2026-11-26T09:00:00Z")));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = daemon::run_with(
-        config.clone(),
-        clock as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    );
+    let (daemon, stop) = start_daemon(&config, clock, &runner);
     let test = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         stop.send(()).unwrap();
@@ -677,16 +678,7 @@ async fn a_crm_outage_is_retried_and_the_period_stays_the_slots() {
     let runner = Runner::new(&config, &smtp);
     runner.crm_down.store(2, Ordering::SeqCst);
     let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    );
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         // The retries happen later in wall-clock terms; the period is still the slot's.
@@ -709,17 +701,8 @@ async fn an_smtp_outage_longer_than_the_retries_is_sent_in_the_next_retry_round(
     let config = weekly_only(config(&smtp, state.path(), 2));
     let runner = Runner::new(&config, &smtp);
     let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     smtp.set_down(true);
-    let daemon = daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    );
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         tokio::time::sleep(Duration::from_millis(30)).await;
         clock.set(utc("2026-11-23T05:00:00Z"));
@@ -756,16 +739,7 @@ async fn a_crm_outage_longer_than_the_retries_runs_the_job_again_in_the_next_ret
     let runner = Runner::new(&config, &smtp);
     runner.crm_down.store(2, Ordering::SeqCst);
     let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    );
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         tokio::time::sleep(Duration::from_millis(30)).await;
         clock.set(utc("2026-11-23T05:00:00Z"));
@@ -799,17 +773,7 @@ async fn shutdown_cuts_a_retry_wait_short_and_the_next_start_sends_the_row() {
     let config = weekly_only(c);
     let runner = Runner::new(&config, &smtp);
     let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Boxed: two daemons in one test make a future too large for the test thread's stack.
-    let daemon = Box::pin(daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    ));
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         tokio::time::sleep(Duration::from_millis(30)).await;
         clock.set(utc("2026-11-23T05:00:00Z"));
@@ -827,17 +791,7 @@ async fn shutdown_cuts_a_retry_wait_short_and_the_next_start_sends_the_row() {
 
     // The server recovers; the next start-up sends every row once.
     smtp.refuse_next(0);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Boxed: two daemons in one test make a future too large for the test thread's stack.
-    let daemon = Box::pin(daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    ));
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         eventually("every scorecard sent after the restart", || {
             MANAGERS.iter().all(|(_, _, a)| to(&smtp.received(), a).len() == 1)
@@ -867,16 +821,7 @@ async fn daily_0230_in_berlin(steps: &[&str]) -> Vec<String> {
     let config = Arc::new(c);
     let runner = Runner::new(&config, &smtp);
     let clock = Arc::new(FixedClock::new(utc(steps[0])));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    );
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         for step in &steps[1..] {
             tokio::time::sleep(Duration::from_millis(60)).await;
@@ -929,16 +874,7 @@ async fn shutdown_during_a_run_finishes_and_records_the_delivery_in_flight() {
     let started = runner.started.clone();
     // Just before the slot (a fresh install does not catch up a slot already past).
     let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:59Z")));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async {
-            stopped.await.ok();
-        },
-        &runner,
-        test_options(),
-    );
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         tokio::time::sleep(Duration::from_millis(30)).await;
         clock.set(utc("2026-11-23T05:00:00Z"));
@@ -1186,16 +1122,7 @@ async fn a_job_with_a_broken_template_never_stops_the_other_jobs() {
     let config = Arc::new(config);
     let clock = Arc::new(FixedClock::new(utc("2026-11-23T04:59:00Z")));
     let runner = Runner::new(&config, &smtp);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = daemon::run_with(
-        config.clone(),
-        clock.clone() as Arc<dyn Clock>,
-        async move {
-            let _ = stopped.await;
-        },
-        &runner,
-        test_options(),
-    );
+    let (daemon, stop) = start_daemon(&config, clock.clone(), &runner);
     let test = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         clock.set(utc("2026-11-23T05:00:00Z"));
