@@ -124,6 +124,9 @@ pub struct CrmConfig {
     pub rate_limit_burst: u32,
     /// Per-request timeout.
     pub timeout_secs: u64,
+    /// Retries of one request after a transient failure, with backoff (default 8); the
+    /// daemon's own retries of the whole job (`[daemon]`) come on top.
+    pub max_retries: u32,
     /// The portal's operating-time limit per method within ten minutes (Bitrix24 cloud:
     /// 480 s); the client keeps under it.
     pub operating_limit_secs: u64,
@@ -361,6 +364,7 @@ struct RawCrm {
     rate_limit_per_sec: Option<f64>,
     rate_limit_burst: Option<u32>,
     timeout_secs: Option<u64>,
+    max_retries: Option<u32>,
     operating_limit_secs: Option<u64>,
     cache: Option<bool>,
     reconcile_days: Option<u32>,
@@ -604,6 +608,7 @@ impl Ctx<'_> {
             rate_limit_per_sec: raw.rate_limit_per_sec.unwrap_or(2.0),
             rate_limit_burst: raw.rate_limit_burst.unwrap_or(50),
             timeout_secs: raw.timeout_secs.unwrap_or(60),
+            max_retries: raw.max_retries.unwrap_or(8),
             operating_limit_secs: raw.operating_limit_secs.unwrap_or(480),
             cache: raw.cache.unwrap_or(true),
             reconcile_days: raw.reconcile_days.unwrap_or(28).max(1),

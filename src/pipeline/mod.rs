@@ -218,6 +218,7 @@ impl Pipeline {
             rate_per_sec: crm.rate_limit_per_sec,
             burst: crm.rate_limit_burst,
             timeout: std::time::Duration::from_secs(crm.timeout_secs),
+            max_retries: crm.max_retries,
             operating_limit: std::time::Duration::from_secs(crm.operating_limit_secs),
             ..ClientSettings::default()
         };

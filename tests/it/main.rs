@@ -6,6 +6,7 @@ mod bitrix24;
 mod cache;
 mod daemon;
 mod e2e;
+mod faults;
 mod render;
 mod reports;
 mod smtp;

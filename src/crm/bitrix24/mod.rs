@@ -6,7 +6,9 @@
 //! of several lists are packed into one `batch` call whose commands chain
 //! `$result[prev][49][ID]`, and a client-side leaky bucket ([`limiter`]) keeps the request
 //! rate under the portal's. Failures are classified by the `error` field, not the HTTP
-//! status; transient ones are retried with capped, jittered backoff. The webhook code never
+//! status; transient ones are retried with capped, jittered backoff. An answer that is not
+//! JSON (an HTML page, a cut-off body) is transient once the portal has answered this client
+//! with a proper envelope; on first contact an HTML page means a wrong URL. The webhook code never
 //! leaves this module: logs and errors show `https://portal/rest/1/***/`.
 //!
 //! The portal's operating-time limit (§3: a method may run 480 s within 10 min, then it is
@@ -31,7 +33,7 @@ pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +109,9 @@ struct Inner {
     settings: ClientSettings,
     bucket: LeakyBucket,
     requests: AtomicU64,
+    /// Whether the portal has answered this client with a Bitrix24 envelope: after that,
+    /// an HTML page is a hiccup of the portal or a proxy in front of it, not a wrong URL.
+    answered: AtomicBool,
     /// The last known operating time of each method.
     operating: Mutex<HashMap<String, MethodTime>>,
 }
@@ -205,6 +210,7 @@ impl Bitrix24Client {
                 settings,
                 bucket,
                 requests: AtomicU64::new(0),
+                answered: AtomicBool::new(false),
                 operating: Mutex::new(HashMap::new()),
             }),
         })
@@ -312,6 +318,12 @@ impl Bitrix24Client {
                     ))
                 } else if status.is_server_error() {
                     transient(format!("HTTP {status} without a JSON answer"))
+                } else if head.starts_with('<') && self.inner.answered.load(Ordering::Relaxed) {
+                    // The portal answered JSON earlier in this run, so the URL is right: a PHP
+                    // error page or a DDoS-protection challenge, which passes.
+                    transient(format!(
+                        "the portal answered HTML instead of JSON (HTTP {status}) after answering JSON earlier in this run"
+                    ))
                 } else if head.starts_with('<') {
                     permanent(format!(
                         "the portal answered HTML instead of JSON (HTTP {status}); check that crm.webhook_url is an incoming webhook URL ending in /rest/<user id>/<code>/"
@@ -323,7 +335,11 @@ impl Bitrix24Client {
                 });
             }
         };
-        match wire::decode_envelope(&value) {
+        let envelope = wire::decode_envelope(&value);
+        if envelope.is_ok() {
+            self.inner.answered.store(true, Ordering::Relaxed);
+        }
+        match envelope {
             Ok(Envelope::Success { result, next, total }) => {
                 let operating = value.get("time").and_then(wire::decode_operating);
                 Ok(Answer { result, next, total, operating })

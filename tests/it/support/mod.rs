@@ -3,4 +3,5 @@
 pub mod crm;
 pub mod fixtures;
 pub mod pdf;
+pub mod proxy;
 pub mod smtp;
