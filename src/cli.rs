@@ -158,6 +158,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Send { job, period, only, resend, out } => {
             let job = find_job(&config, &job)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
+            refuse_unfinished(&config, job, &period, clock.now())?;
             let runner = PipelineRunner::new(Arc::clone(&config))?;
             let request = RenderRequest { only, template: None };
             let reports = runner.render(job, &period, slot, &request).await?;
@@ -226,6 +227,33 @@ fn resolve_period(
             Ok((schedule::period_for_slot(job.period, slot), slot))
         }
     }
+}
+
+/// `send` delivers a period only once it has ended: numbers of a period still running are
+/// partial, and the ledger would then mark every recipient sent, so the scheduled run after
+/// the period's end would skip them all.
+fn refuse_unfinished(
+    config: &Config,
+    job: &JobConfig,
+    period: &Period,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Failure> {
+    if period.has_ended(now) {
+        return Ok(());
+    }
+    let config_arg = if config.source_name == crate::config::EMBEDDED_NAME {
+        String::new()
+    } else {
+        format!(" --config {}", config.source_name)
+    };
+    Err(usage(anyhow!(
+        "refusing to send job {} for {period}: the period has not ended (it ends {}), so its numbers are not final \
+         and its recipients would be marked sent before the scheduled run. Preview it with \
+         `salespulse{config_arg} report {} --period {period}`; the scheduled run sends it after it ends",
+        job.name,
+        period.end().format("%Y-%m-%d %H:%M %Z"),
+        job.name,
+    )))
 }
 
 async fn check(config: &Config, offline: bool) -> Result<ExitCode, Failure> {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -194,6 +194,9 @@ pub struct ReportConfig {
     pub max_stuck_deals: usize,
 }
 
+/// The largest `catch_up_hours`: a slot more than a year old is not caught up.
+pub const MAX_CATCH_UP_HOURS: u64 = 366 * 24;
+
 /// `[daemon]`.
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -204,6 +207,14 @@ pub struct DaemonConfig {
     /// First retry delay; doubles each attempt up to `retry_max_secs`.
     pub retry_initial_secs: u64,
     pub retry_max_secs: u64,
+}
+
+impl DaemonConfig {
+    /// `catch_up_hours` as a duration, saturating rather than overflowing (validation keeps
+    /// it at most [`MAX_CATCH_UP_HOURS`]; a `DaemonConfig` built in code is not validated).
+    pub fn catch_up_horizon(&self) -> chrono::Duration {
+        i64::try_from(self.catch_up_hours).ok().and_then(chrono::Duration::try_hours).unwrap_or(chrono::Duration::MAX)
+    }
 }
 
 /// The kind of report a job renders.
@@ -360,14 +371,14 @@ struct RawCrm {
     satisfaction_field: Option<String>,
     satisfaction_scale: Option<Spanned<[f64; 2]>>,
     base_currency: Option<String>,
-    stuck_after_days: Option<f64>,
-    rate_limit_per_sec: Option<f64>,
-    rate_limit_burst: Option<u32>,
-    timeout_secs: Option<u64>,
-    max_retries: Option<u32>,
-    operating_limit_secs: Option<u64>,
+    stuck_after_days: Option<Spanned<f64>>,
+    rate_limit_per_sec: Option<Spanned<f64>>,
+    rate_limit_burst: Option<Spanned<u32>>,
+    timeout_secs: Option<Spanned<u64>>,
+    max_retries: Option<Spanned<u32>>,
+    operating_limit_secs: Option<Spanned<u64>>,
     cache: Option<bool>,
-    reconcile_days: Option<u32>,
+    reconcile_days: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -375,7 +386,7 @@ struct RawCrm {
 struct RawMail {
     transport: Spanned<String>,
     host: Option<Spanned<String>>,
-    port: Option<u16>,
+    port: Option<Spanned<u16>>,
     tls: Option<Spanned<String>>,
     username: Option<String>,
     password: Option<String>,
@@ -386,7 +397,7 @@ struct RawMail {
     admin_to: Vec<String>,
     outbox_dir: Option<String>,
     max_attachment_bytes: Option<u64>,
-    timeout_secs: Option<u64>,
+    timeout_secs: Option<Spanned<u64>>,
     ca_file: Option<Spanned<String>>,
 }
 
@@ -395,17 +406,17 @@ struct RawMail {
 struct RawReport {
     show_ranks: Option<bool>,
     sort_managers_by: Option<Spanned<String>>,
-    trend_periods: Option<usize>,
-    max_stuck_deals: Option<usize>,
+    trend_periods: Option<Spanned<usize>>,
+    max_stuck_deals: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
-    catch_up_hours: Option<u64>,
-    max_attempts: Option<u32>,
-    retry_initial_secs: Option<u64>,
-    retry_max_secs: Option<u64>,
+    catch_up_hours: Option<Spanned<u64>>,
+    max_attempts: Option<Spanned<u32>>,
+    retry_initial_secs: Option<Spanned<u64>>,
+    retry_max_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -489,14 +500,33 @@ impl Ctx<'_> {
                     ));
                 }
             },
-            trend_periods: raw.report.trend_periods.unwrap_or(12).clamp(2, 60),
-            max_stuck_deals: raw.report.max_stuck_deals.unwrap_or(10),
+            trend_periods: self.bounded(raw.report.trend_periods, "report.trend_periods", 12, 2..=60, "periods")?,
+            max_stuck_deals: self.bounded(
+                raw.report.max_stuck_deals,
+                "report.max_stuck_deals",
+                10,
+                0..=1000,
+                "deals",
+            )?,
         };
+        let d = raw.daemon;
         let daemon = DaemonConfig {
-            catch_up_hours: raw.daemon.catch_up_hours.unwrap_or(72),
-            max_attempts: raw.daemon.max_attempts.unwrap_or(5).max(1),
-            retry_initial_secs: raw.daemon.retry_initial_secs.unwrap_or(30),
-            retry_max_secs: raw.daemon.retry_max_secs.unwrap_or(1800),
+            catch_up_hours: self.bounded(
+                d.catch_up_hours,
+                "daemon.catch_up_hours",
+                72,
+                0..=MAX_CATCH_UP_HOURS,
+                "hours",
+            )?,
+            max_attempts: self.bounded(d.max_attempts, "daemon.max_attempts", 5, 1..=100, "attempts")?,
+            retry_initial_secs: self.bounded(
+                d.retry_initial_secs,
+                "daemon.retry_initial_secs",
+                30,
+                0..=86_400,
+                "seconds",
+            )?,
+            retry_max_secs: self.bounded(d.retry_max_secs, "daemon.retry_max_secs", 1800, 0..=86_400, "seconds")?,
         };
         let mut jobs: Vec<JobConfig> = Vec::new();
         for job in raw.job {
@@ -581,7 +611,7 @@ impl Ctx<'_> {
             None => (1.0, 5.0),
             Some(s) => {
                 let [lo, hi] = *s.get_ref();
-                if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
+                if !lo.is_finite() || !hi.is_finite() || lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
                     return Err(self.err(s.span(), "crm.satisfaction_scale", "expected [min, max] with min < max"));
                 }
                 (lo, hi)
@@ -604,14 +634,27 @@ impl Ctx<'_> {
             satisfaction_field: raw.satisfaction_field,
             satisfaction_scale,
             base_currency: raw.base_currency,
-            stuck_after_days: raw.stuck_after_days.unwrap_or(14.0),
-            rate_limit_per_sec: raw.rate_limit_per_sec.unwrap_or(2.0),
-            rate_limit_burst: raw.rate_limit_burst.unwrap_or(50),
-            timeout_secs: raw.timeout_secs.unwrap_or(60),
-            max_retries: raw.max_retries.unwrap_or(8),
-            operating_limit_secs: raw.operating_limit_secs.unwrap_or(480),
+            stuck_after_days: self.bounded(raw.stuck_after_days, "crm.stuck_after_days", 14.0, 0.0..=3650.0, "days")?,
+            rate_limit_per_sec: self.bounded(
+                raw.rate_limit_per_sec,
+                "crm.rate_limit_per_sec",
+                2.0,
+                0.01..=1000.0,
+                "requests per second",
+            )?,
+            rate_limit_burst: self.bounded(raw.rate_limit_burst, "crm.rate_limit_burst", 50, 1..=10_000, "requests")?,
+            timeout_secs: self.bounded(raw.timeout_secs, "crm.timeout_secs", 60, 1..=3600, "seconds")?,
+            max_retries: self.bounded(raw.max_retries, "crm.max_retries", 8, 0..=100, "retries")?,
+            // The portal counts operating time per method within ten minutes.
+            operating_limit_secs: self.bounded(
+                raw.operating_limit_secs,
+                "crm.operating_limit_secs",
+                480,
+                1..=600,
+                "seconds",
+            )?,
             cache: raw.cache.unwrap_or(true),
-            reconcile_days: raw.reconcile_days.unwrap_or(28).max(1),
+            reconcile_days: self.bounded(raw.reconcile_days, "crm.reconcile_days", 28, 1..=3650, "days")?,
         })
     }
 
@@ -645,11 +688,12 @@ impl Ctx<'_> {
                         "tls = \"none\" is allowed only to a loopback address (a local relay)",
                     ));
                 }
-                let port = raw.port.unwrap_or(match tls {
+                let default_port = match tls {
                     TlsMode::Starttls => 587,
                     TlsMode::Tls => 465,
                     TlsMode::None => 25,
-                });
+                };
+                let port = self.bounded(raw.port, "mail.port", default_port, 1..=u16::MAX, "a TCP port")?;
                 let password =
                     self.secret(raw.password, raw.password_env, raw.password_file, "mail.password", span.clone())?;
                 MailTransportKind::Smtp { host: host.into_inner(), port, tls, username: raw.username, password }
@@ -679,7 +723,7 @@ impl Ctx<'_> {
             from: raw.from.into_inner(),
             admin_to: raw.admin_to,
             max_attachment_bytes: raw.max_attachment_bytes.unwrap_or(10 * 1024 * 1024),
-            timeout_secs: raw.timeout_secs.unwrap_or(60),
+            timeout_secs: self.bounded(raw.timeout_secs, "mail.timeout_secs", 60, 1..=3600, "seconds")?,
             ca_file: match raw.ca_file {
                 None => None,
                 Some(f) if Path::new(f.get_ref()).is_file() => Some(PathBuf::from(f.into_inner())),
@@ -739,6 +783,27 @@ impl Ctx<'_> {
             template: raw.template.map(PathBuf::from),
             subject: raw.subject,
         })
+    }
+
+    /// A number key: `default` when absent, else a value within `range` (which leaves out
+    /// NaN and the infinities); `unit` says what it counts, for the message.
+    fn bounded<T>(
+        &self,
+        value: Option<Spanned<T>>,
+        key: &str,
+        default: T,
+        range: RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: PartialOrd + Copy + fmt::Display,
+    {
+        let Some(v) = value else { return Ok(default) };
+        if range.contains(v.get_ref()) {
+            return Ok(*v.get_ref());
+        }
+        let message = format!("must be {} to {} ({unit}), got {}", range.start(), range.end(), v.get_ref());
+        Err(self.err(v.span(), key, message))
     }
 
     fn period_targets(&self, raw: RawPeriodTargets, prefix: &str) -> Result<PeriodTargets, ConfigError> {

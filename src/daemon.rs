@@ -210,7 +210,7 @@ pub async fn run_with<T>(
                 warn!(job = %job.name, skipped = missed.len() - 1, slot = %slot.to_rfc3339(),
                     "Several slots fell due at once (clock change or suspend); running the latest only.");
             }
-            let horizon = chrono::Duration::hours(config.daemon.catch_up_hours as i64);
+            let horizon = config.daemon.catch_up_horizon();
             if now - slot.with_timezone(&Utc) > horizon {
                 warn!(job = %job.name, slot = %slot.to_rfc3339(), "Slot older than catch_up_hours; not run.");
                 continue;
@@ -355,7 +355,7 @@ impl<R: JobRunner> Daemon<'_, R> {
     }
 
     fn horizon(&self) -> chrono::Duration {
-        chrono::Duration::hours(self.config.daemon.catch_up_hours as i64)
+        self.config.daemon.catch_up_horizon()
     }
 
     /// Runs a job's latest slot at or before `now` if it was missed (see the module doc).
@@ -375,7 +375,7 @@ impl<R: JobRunner> Daemon<'_, R> {
         if slot_utc < last.slot || (slot_utc == last.slot && finished) {
             return Ok(());
         }
-        let horizon = chrono::Duration::hours(self.config.daemon.catch_up_hours as i64);
+        let horizon = self.config.daemon.catch_up_horizon();
         if now - slot_utc > horizon {
             warn!(job = %job.name, slot = %slot.to_rfc3339(), catch_up_hours = self.config.daemon.catch_up_hours,
                 "Missed slot is older than catch_up_hours; not run.");

@@ -307,10 +307,19 @@ pub struct Period {
 
 /// A period label that could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to read period {input:?} (expected 2026-W47, 2026-11 or 2026-11-01..2026-11-15)")]
+#[error("failed to read period {input:?} ({reason})")]
 pub struct PeriodParseError {
     pub input: String,
+    pub reason: String,
 }
+
+/// The years a period may lie in: nothing in a CRM predates 1970, and a period's slot (which
+/// can fall into the next year) keeps a four-digit year, as every label, file name and
+/// stored time stamp expects.
+pub const PERIOD_YEARS: std::ops::RangeInclusive<i32> = 1970..=9998;
+
+/// The longest custom period, in days (a year, leap or not).
+pub const MAX_CUSTOM_DAYS: i64 = 366;
 
 impl Period {
     /// The ISO week that contains `day`.
@@ -330,29 +339,46 @@ impl Period {
         Period { kind: PeriodKind::Custom, first_day: first, end_day: last + Duration::days(1), tz }
     }
 
-    /// Reads `2026-W47`, `2026-11` or `2026-11-01..2026-11-15`.
+    /// Reads `2026-W47`, `2026-11` or `2026-11-01..2026-11-15`, in the years
+    /// [`PERIOD_YEARS`]; a custom period is at most [`MAX_CUSTOM_DAYS`] long.
     pub fn parse(input: &str, tz: Tz) -> Result<Period, PeriodParseError> {
-        let err = || PeriodParseError { input: input.to_owned() };
+        let err = |reason: &str| PeriodParseError { input: input.to_owned(), reason: reason.to_owned() };
+        let syntax = || err("expected 2026-W47, 2026-11 or 2026-11-01..2026-11-15");
+        let year_ok = |year: i32| {
+            if PERIOD_YEARS.contains(&year) {
+                Ok(())
+            } else {
+                Err(err(&format!("the year must be {} to {}", PERIOD_YEARS.start(), PERIOD_YEARS.end())))
+            }
+        };
         let s = input.trim();
         if let Some((a, b)) = s.split_once("..") {
-            let first = NaiveDate::parse_from_str(a.trim(), "%Y-%m-%d").map_err(|_| err())?;
-            let last = NaiveDate::parse_from_str(b.trim(), "%Y-%m-%d").map_err(|_| err())?;
+            let first = NaiveDate::parse_from_str(a.trim(), "%Y-%m-%d").map_err(|_| syntax())?;
+            let last = NaiveDate::parse_from_str(b.trim(), "%Y-%m-%d").map_err(|_| syntax())?;
+            year_ok(first.year())?;
+            year_ok(last.year())?;
             if last < first {
-                return Err(err());
+                return Err(err("the first day is after the last"));
+            }
+            if (last - first).num_days() >= MAX_CUSTOM_DAYS {
+                return Err(err(&format!("a custom period is at most {MAX_CUSTOM_DAYS} days long")));
             }
             return Ok(Period::custom(first, last, tz));
         }
         if let Some((y, w)) = s.split_once("-W") {
-            let year: i32 = y.parse().map_err(|_| err())?;
-            let week: u32 = w.parse().map_err(|_| err())?;
-            let monday = NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon).ok_or_else(err)?;
+            let year: i32 = y.parse().map_err(|_| syntax())?;
+            let week: u32 = w.parse().map_err(|_| syntax())?;
+            year_ok(year)?;
+            let monday = NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon)
+                .ok_or_else(|| err(&format!("{year} has no ISO week {week}")))?;
             return Ok(Period::week_of(monday, tz));
         }
         if s.len() == 7 {
-            let first = NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").map_err(|_| err())?;
+            let first = NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").map_err(|_| syntax())?;
+            year_ok(first.year())?;
             return Ok(Period::month_of(first, tz));
         }
-        Err(err())
+        Err(syntax())
     }
 
     /// `2026-W47`, `2026-11` or `2026-11-01..2026-11-15`.
@@ -425,6 +451,13 @@ impl Period {
     /// The local end instant (exclusive).
     pub fn end(&self) -> DateTime<Tz> {
         local_midnight(self.end_day, self.tz)
+    }
+
+    /// Whether the period is over at `now`: at or after its end instant in its zone. The
+    /// slot a schedule reports it at is never earlier (`schedule::period_for_slot`), even
+    /// a slot at the very midnight the period ends.
+    pub fn has_ended(&self, now: DateTime<chrono::Utc>) -> bool {
+        now >= self.end()
     }
 
     /// Whether an instant falls into `[start, end)`.
@@ -556,6 +589,30 @@ mod tests {
         assert!(Period::parse("2026-W54", MSK).is_err());
         assert!(Period::parse("2026-13", MSK).is_err());
         assert!(Period::parse("2026-11-15..2026-11-01", MSK).is_err());
+    }
+
+    #[test]
+    fn periods_outside_the_years_or_too_long_are_refused_with_the_reason() {
+        let reason = |input: &str| Period::parse(input, MSK).unwrap_err().reason;
+        for input in ["-262143-W02", "262142-W52", "1969-12", "9999-W01", "9999-01", "9999-01-01..9999-01-02"] {
+            assert!(reason(input).contains("1970 to 9998"), "{input}: {}", reason(input));
+        }
+        assert!(reason("2026-01-01..2027-01-02").contains("366 days"));
+        assert!(reason("2026-W54").contains("no ISO week 54"));
+        // The limits themselves are periods, with every neighbour a report reads.
+        for input in ["1970-W01", "9998-W52", "1970-01", "9998-12", "2024-01-01..2024-12-31", "9998-01-01..9998-12-31"]
+        {
+            let p = Period::parse(input, MSK).unwrap_or_else(|e| panic!("{input}: {e}"));
+            let _ = (p.previous(), p.year_before(), p.trailing(60), p.start(), p.end(), p.label());
+        }
+    }
+
+    #[test]
+    fn a_period_has_ended_at_its_end_instant() {
+        let w = Period::parse("2026-W47", MSK).unwrap();
+        let end = w.end().with_timezone(&chrono::Utc);
+        assert!(!w.has_ended(end - Duration::seconds(1)));
+        assert!(w.has_ended(end));
     }
 
     #[test]

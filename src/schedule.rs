@@ -160,7 +160,7 @@ pub fn slots_between(cron: &croner::Cron, tz: Tz, from: DateTime<Utc>, to: DateT
 mod tests {
     use std::str::FromStr;
 
-    use chrono::NaiveDate;
+    use chrono::{Datelike, NaiveDate};
     use chrono_tz::America::New_York;
     use chrono_tz::Europe::{Berlin, Moscow};
 
@@ -356,6 +356,49 @@ mod tests {
             Moscow,
         );
         assert_eq!(slot_for_period(&cron("0 8 * * MON"), Moscow, &custom).to_rfc3339(), "2026-11-16T00:00:00+03:00");
+    }
+
+    /// `send` refuses a period that has not ended (`Period::has_ended`); the slot that
+    /// reports a period must never be refused, even a slot at the very midnight the period
+    /// ends, in zones where that midnight is skipped or repeated by a DST change.
+    #[test]
+    fn every_slot_reports_a_period_that_has_ended_by_then() {
+        let zones: [Tz; 8] = [
+            Moscow,
+            Berlin,
+            New_York,
+            chrono_tz::America::Havana,
+            chrono_tz::America::Santiago,
+            chrono_tz::America::Sao_Paulo,
+            chrono_tz::Asia::Tehran,
+            chrono_tz::Asia::Beirut,
+        ];
+        let mut at_midnight_gap = 0;
+        for tz in zones {
+            let mut day = NaiveDate::from_ymd_opt(1990, 1, 1).unwrap();
+            while day.year() < 2030 {
+                let mut rules = Vec::new();
+                if day.weekday() == chrono::Weekday::Mon {
+                    rules.push(PeriodRule::PreviousWeek);
+                }
+                if day.day() == 1 {
+                    rules.push(PeriodRule::PreviousMonth);
+                }
+                for rule in rules {
+                    // The slot of a job at 00:00 (`0 0 * * MON`, `0 0 1 * *`) and at 08:00.
+                    for hour in [0, 8] {
+                        let slot = resolve_local(tz, day.and_hms_opt(hour, 0, 0).unwrap());
+                        let period = period_for_slot(rule, slot);
+                        assert!(period.has_ended(slot.with_timezone(&Utc)), "{tz} {slot}: {period} not ended");
+                        if hour == 0 && tz.from_local_datetime(&day.and_hms_opt(0, 0, 0).unwrap()).single().is_none() {
+                            at_midnight_gap += 1;
+                        }
+                    }
+                }
+                day += Duration::days(1);
+            }
+        }
+        assert!(at_midnight_gap > 0, "the zones above have a Monday or a 1st whose midnight a DST change moves");
     }
 
     #[test]

@@ -28,6 +28,9 @@ use super::emulator::{PortalData, Record};
 
 /// Days of history served before `as_of`.
 pub const HISTORY_DAYS: i64 = 450;
+
+/// The demo company's first day.
+const FOUNDED: NaiveDate = NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date");
 /// The satisfaction field the default config names.
 pub const SATISFACTION_FIELD: &str = "UF_CRM_CSAT";
 /// The day the former manager (id 29) stopped getting new work.
@@ -165,7 +168,9 @@ pub fn portal(as_of: DateTime<Tz>) -> PortalData {
     let last_day = as_of.with_timezone(&offset).date_naive();
     let mut data = reference_data();
     let mut g = Generator { cut, data: &mut data };
-    let mut day = last_day - Duration::days(HISTORY_DAYS);
+    // The demo company opened on 2020-01-01 (record ids count days from then): as of an
+    // earlier date it has no history yet.
+    let mut day = (last_day - Duration::days(HISTORY_DAYS)).max(FOUNDED);
     while day <= last_day {
         g.day(day);
         day += Duration::days(1);
@@ -305,7 +310,7 @@ struct DealPlan {
 
 impl Generator<'_> {
     fn day(&mut self, day: NaiveDate) {
-        let day_no = (day - NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date")).num_days();
+        let day_no = (day - FOUNDED).num_days();
         let midnight = day.and_hms_opt(0, 0, 0).expect("valid").and_utc().timestamp() - i64::from(OFFSET_SECS);
         let weekend = matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
         let left = NaiveDate::from_ymd_opt(FORMER_MANAGER_LEFT.0, FORMER_MANAGER_LEFT.1, FORMER_MANAGER_LEFT.2)

@@ -130,7 +130,7 @@ impl SmtpMailer {
     /// The whole transaction's deadline: the configured timeout plus a second per 64 KiB,
     /// so a large PDF on a slow link (0.5 Mbit/s) is not cut off.
     fn deadline(&self, bytes: usize) -> Duration {
-        self.timeout + Duration::from_secs((bytes / (64 * 1024)) as u64)
+        self.timeout.saturating_add(Duration::from_secs((bytes / (64 * 1024)) as u64))
     }
 
     fn scrub(&self, text: String) -> String {

@@ -3,6 +3,7 @@
 
 mod bench_smoke;
 mod bitrix24;
+mod bounds;
 mod cache;
 mod daemon;
 mod e2e;
