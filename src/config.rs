@@ -639,10 +639,16 @@ impl Ctx<'_> {
                 raw.rate_limit_per_sec,
                 "crm.rate_limit_per_sec",
                 2.0,
-                0.01..=1000.0,
+                0.01..=1_000_000.0,
                 "requests per second",
             )?,
-            rate_limit_burst: self.bounded(raw.rate_limit_burst, "crm.rate_limit_burst", 50, 1..=10_000, "requests")?,
+            rate_limit_burst: self.bounded(
+                raw.rate_limit_burst,
+                "crm.rate_limit_burst",
+                50,
+                1..=1_000_000,
+                "requests",
+            )?,
             timeout_secs: self.bounded(raw.timeout_secs, "crm.timeout_secs", 60, 1..=3600, "seconds")?,
             max_retries: self.bounded(raw.max_retries, "crm.max_retries", 8, 0..=100, "retries")?,
             // The portal counts operating time per method within ten minutes.

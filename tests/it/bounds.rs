@@ -124,6 +124,7 @@ fn config_numbers_out_of_range_name_file_line_and_key() {
         ("crm", "rate_limit_per_sec = -1.0"),
         ("crm", "rate_limit_per_sec = inf"),
         ("crm", "rate_limit_burst = 0"),
+        ("crm", "rate_limit_burst = 1000001"),
         ("crm", "max_retries = 4294967295"),
         ("crm", "reconcile_days = 0"),
         ("crm", "reconcile_days = 4294967295"),
@@ -179,7 +180,7 @@ fn the_largest_values_allowed_deliver() {
     let text = format!(
         "timezone = \"Europe/Moscow\"\nstate_dir = \"state\"\n\n\
          [crm]\nsource = \"demo\"\ndepartments = [3]\ntimeout_secs = 3600\noperating_limit_secs = 600\n\
-         rate_limit_per_sec = 1000.0\nrate_limit_burst = 10000\nreconcile_days = 3650\nstuck_after_days = 3650\n\n\
+         rate_limit_per_sec = 1000000.0\nrate_limit_burst = 1000000\nreconcile_days = 3650\nstuck_after_days = 3650\n\n\
          {mail}\n[report]\ntrend_periods = 60\nmax_stuck_deals = 1000\n\n\
          [daemon]\ncatch_up_hours = 8784\nmax_attempts = 100\nretry_initial_secs = 86400\nretry_max_secs = 86400\n\n\
          [[job]]\nname = \"department-monthly\"\nreport = \"department\"\nschedule = \"0 9 1 * *\"\n\
