@@ -1,4 +1,4 @@
-//! The command line of PRODUCT.md: `check`, `report`, `send`, `run`, `status`.
+//! The command line (README.md "Commands"): `check`, `report`, `send`, `run`, `status`.
 //!
 //! Exit codes: 0 success, 1 failure, 2 bad usage or bad config. Errors are printed once,
 //! as a chain (`{:#}`), on standard error; logs go to standard error too, so standard output
@@ -13,9 +13,8 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, JobConfig, ReportKind};
-use crate::domain::{CrmSnapshot, Id, Period};
-use crate::kpi::{Analysis, KpiSettings};
+use crate::config::{Config, ConfigError, JobConfig};
+use crate::domain::{Id, Period};
 use crate::pipeline::deliver::{DeliverOptions, DeliverySummary};
 use crate::pipeline::{Pipeline, PipelineRunner, RenderRequest, write_reports};
 use crate::schedule::{self, Clock, SystemClock};
@@ -33,7 +32,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validate the config and the templates; without --offline also reach the CRM and SMTP.
+    /// Prove the set-up: config, templates (on the demo data), the next slots; without
+    /// --offline also the webhook's scopes, a CRM read and an SMTP login (nothing is sent).
     Check {
         #[arg(long)]
         offline: bool,
@@ -145,7 +145,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     let config = Arc::new(load_config(cli.config)?);
     let clock = SystemClock;
     match cli.command {
-        Command::Check { offline } => check(&config, offline).await,
+        Command::Check { offline } => check(&config, offline, &clock).await,
         Command::Report { job, period, out, only, template } => {
             let job = find_job(&config, &job)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
@@ -256,46 +256,8 @@ fn refuse_unfinished(
     )))
 }
 
-async fn check(config: &Config, offline: bool) -> Result<ExitCode, Failure> {
-    println!("config {}: ok ({} jobs)", config.source_name, config.jobs.len());
-    let renderer = crate::render::Renderer::new();
-    for job in &config.jobs {
-        let template = match &job.template {
-            Some(path) => crate::render::Template::from_file(path).map_err(anyhow::Error::from)?,
-            None => crate::render::Template::builtin(job.report),
-        };
-        // An empty period exercises every "no data" branch of the template; the real data
-        // exercises the rest when `report` previews it.
-        let settings = KpiSettings::from_config(config);
-        let snapshot = CrmSnapshot::default();
-        let analysis = Analysis::new(&snapshot, &settings);
-        let (period, slot) = resolve_period(config, job, None, &SystemClock)?;
-        let mut data = match job.report {
-            ReportKind::Manager => analysis.manager_report(&period, 0, slot),
-            ReportKind::Department => analysis.department_report(&period, slot),
-        };
-        let charts = match job.report {
-            ReportKind::Manager => crate::chart::manager_charts(&data),
-            ReportKind::Department => crate::chart::department_charts(&data),
-        }
-        .map_err(anyhow::Error::from)?;
-        crate::chart::attach(&mut data, &charts);
-        crate::render::check_template(&renderer, &template, &data, &charts)
-            .with_context(|| format!("failed to check the template of job {}", job.name))?;
-        println!("template {} (job {}): ok", template.name, job.name);
-    }
-    if offline {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let job = config.jobs.first().ok_or_else(|| usage(anyhow!("no [[job]] in {}", config.source_name)))?;
-    let pipeline = Pipeline::new(Arc::new(config.clone()));
-    let (_, slot) = resolve_period(config, job, None, &SystemClock)?;
-    pipeline.check_crm(slot).await.map_err(anyhow::Error::from)?;
-    println!("crm: ok");
-    let mailer = crate::mail::mailer_from_config(&config.mail).map_err(anyhow::Error::from)?;
-    crate::mail::check_connection(&mailer).await.map_err(anyhow::Error::from)?;
-    println!("mail: ok");
-    Ok(ExitCode::SUCCESS)
+async fn check(config: &Config, offline: bool, clock: &dyn Clock) -> Result<ExitCode, Failure> {
+    Ok(if crate::check::check(config, offline, clock.now()).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {

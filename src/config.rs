@@ -1,4 +1,4 @@
-//! The configuration: one TOML file (PRODUCT.md "Configuration") read once into an
+//! The configuration: one TOML file (docs/configuration.md) read once into an
 //! immutable [`Config`].
 //!
 //! Unknown keys are errors, and every error names the file, the line and the key, so an
@@ -27,7 +27,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../config/salespulse.toml");
 /// The name an embedded config is reported under in errors.
 pub const EMBEDDED_NAME: &str = "<embedded config/salespulse.toml>";
 
-/// KPI keys of KPI.md that targets may name.
+/// KPI keys of docs/kpi.md that targets may name.
 pub const KPI_KEYS: [&str; 16] = [
     "deals_won",
     "revenue",
@@ -46,6 +46,10 @@ pub const KPI_KEYS: [&str; 16] = [
     "repeat_share",
     "open_pipeline_value",
 ];
+
+/// The most rows `report.max_stuck_deals*` may ask a PDF and an e-mail to list; the
+/// report data holds every row anyway.
+pub const MAX_LIST_LENGTH: usize = 1000;
 
 /// A config that could not be read. The message names file, line and key.
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +175,9 @@ pub struct MailConfig {
     pub transport: MailTransportKind,
     /// `From:`, e.g. `Отчёты продаж <reports@example.ru>`.
     pub from: String,
+    /// `Reply-To:` of every message, for replies to reach a person rather than a robot's
+    /// mailbox; none by default.
+    pub reply_to: Option<String>,
     /// Who hears about failures.
     pub admin_to: Vec<String>,
     /// An attachment larger than this after base64 is left out and the admin is told.
@@ -190,8 +197,13 @@ pub struct ReportConfig {
     pub sort_managers_by: String,
     /// How many periods the trend charts show.
     pub trend_periods: usize,
-    /// How many stuck deals a scorecard lists at most.
+    /// How many stuck deals a scorecard's PDF and e-mail list, longest idle first; the
+    /// report data holds all, and the PDF and e-mail say how many more there are.
     pub max_stuck_deals: usize,
+    /// The same for the department report.
+    pub max_stuck_deals_department: usize,
+    /// The department report ends with a page "How the numbers are computed".
+    pub definitions_page: bool,
 }
 
 /// The largest `catch_up_hours`: a slot more than a year old is not caught up.
@@ -299,7 +311,7 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// A manager's target for a KPI: their own, else the default, else none (KPI.md).
+    /// A manager's target for a KPI: their own, else the default, else none (docs/kpi.md).
     pub fn manager(&self, manager: Id, kind: PeriodKind, kpi: &str) -> Option<f64> {
         let own = self.managers.get(&manager).and_then(|t| t.for_kind(kind)).and_then(|s| s.get(kpi));
         own.or_else(|| self.default.for_kind(kind).and_then(|s| s.get(kpi))).copied()
@@ -393,6 +405,7 @@ struct RawMail {
     password_env: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
     from: Spanned<String>,
+    reply_to: Option<Spanned<String>>,
     #[serde(default)]
     admin_to: Vec<String>,
     outbox_dir: Option<String>,
@@ -408,6 +421,8 @@ struct RawReport {
     sort_managers_by: Option<Spanned<String>>,
     trend_periods: Option<Spanned<usize>>,
     max_stuck_deals: Option<Spanned<usize>>,
+    max_stuck_deals_department: Option<Spanned<usize>>,
+    definitions_page: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -505,9 +520,17 @@ impl Ctx<'_> {
                 raw.report.max_stuck_deals,
                 "report.max_stuck_deals",
                 10,
-                0..=1000,
+                0..=MAX_LIST_LENGTH,
                 "deals",
             )?,
+            max_stuck_deals_department: self.bounded(
+                raw.report.max_stuck_deals_department,
+                "report.max_stuck_deals_department",
+                20,
+                0..=MAX_LIST_LENGTH,
+                "deals",
+            )?,
+            definitions_page: raw.report.definitions_page.unwrap_or(true),
         };
         let d = raw.daemon;
         let daemon = DaemonConfig {
@@ -719,6 +742,11 @@ impl Ctx<'_> {
                 format!("not an e-mail address: {:?}", raw.from.get_ref()),
             ));
         }
+        if let Some(r) = &raw.reply_to
+            && r.get_ref().parse::<lettre::message::Mailbox>().is_err()
+        {
+            return Err(self.err(r.span(), "mail.reply_to", format!("not an e-mail address: {:?}", r.get_ref())));
+        }
         for a in &raw.admin_to {
             if a.parse::<lettre::message::Mailbox>().is_err() {
                 return Err(self.err(span.clone(), "mail.admin_to", format!("not an e-mail address: {a:?}")));
@@ -727,6 +755,7 @@ impl Ctx<'_> {
         Ok(MailConfig {
             transport,
             from: raw.from.into_inner(),
+            reply_to: raw.reply_to.map(Spanned::into_inner),
             admin_to: raw.admin_to,
             max_attachment_bytes: raw.max_attachment_bytes.unwrap_or(10 * 1024 * 1024),
             timeout_secs: self.bounded(raw.timeout_secs, "mail.timeout_secs", 60, 1..=3600, "seconds")?,
@@ -818,7 +847,11 @@ impl Ctx<'_> {
                 .map(|(k, v)| {
                     let key = format!("{prefix}.{kind}.{}", k.get_ref());
                     if !KPI_KEYS.contains(&k.get_ref().as_str()) {
-                        return Err(self.err(k.span(), &key, format!("unknown KPI {:?} (see KPI.md)", k.get_ref())));
+                        return Err(self.err(
+                            k.span(),
+                            &key,
+                            format!("unknown KPI {:?} (see docs/kpi.md)", k.get_ref()),
+                        ));
                     }
                     if !v.is_finite() || v < 0.0 {
                         return Err(self.err(k.span(), &key, "a target must be a number >= 0"));

@@ -97,7 +97,7 @@ pub struct Currency {
     pub base: bool,
 }
 
-/// A deal (`crm.deal.list`), with only the fields KPI.md uses.
+/// A deal (`crm.deal.list`), with only the fields docs/kpi.md uses.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Deal {
     pub id: Id,
@@ -133,8 +133,8 @@ pub enum EventSource {
 }
 
 impl Deal {
-    /// When the deal became won (or lost, by `sem`), as KPI.md "Deal events" defines it:
-    /// `None` unless its stage has that semantics now; else the latest entry of `history`
+    /// When the deal became won (or lost, by `sem`), as docs/kpi.md "When a deal was won or
+    /// lost" defines it: `None` unless its stage has that semantics now; else the latest entry of `history`
     /// (this deal's stage changes, oldest first, ties by id) into such a stage, else
     /// `MOVED_TIME`, else `CLOSEDATE`. The KPI pass and the Bitrix24 client (which fetches
     /// product rows only for the deals won in the report's period) both ask this.
@@ -191,7 +191,7 @@ pub struct Lead {
     pub source_id: Option<String>,
 }
 
-/// `crm.activity.list` `TYPE_ID` values KPI.md counts.
+/// `crm.activity.list` `TYPE_ID` values docs/kpi.md counts.
 pub const ACTIVITY_CALL: u32 = 2;
 pub const ACTIVITY_EMAIL: u32 = 4;
 /// `DIRECTION` 2.
@@ -294,7 +294,7 @@ impl PeriodKind {
     }
 }
 
-/// A half-open interval `[start, end)` of local time in the portal's zone (KPI.md "Periods").
+/// A half-open interval `[start, end)` of local time in the portal's zone (docs/kpi.md "Periods").
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Period {
     pub kind: PeriodKind,
@@ -465,7 +465,7 @@ impl Period {
         *t >= self.start() && *t < self.end()
     }
 
-    /// Length in days (a fractional day count across DST would be wrong here: KPI.md's days
+    /// Length in days (a fractional day count across DST would be wrong here: docs/kpi.md's days
     /// are calendar days).
     pub fn days(&self) -> i64 {
         (self.end_day - self.first_day).num_days()

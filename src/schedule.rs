@@ -115,7 +115,7 @@ pub fn latest_slot(cron: &croner::Cron, tz: Tz, at: DateTime<Utc>) -> Option<Dat
     }
 }
 
-/// The period a slot reports on (KPI.md "Periods"): the last complete period before the
+/// The period a slot reports on (docs/kpi.md "Periods"): the last complete period before the
 /// slot's local time, derived from the slot and never from the clock, so a late or retried
 /// run reports on the same period.
 pub fn period_for_slot(rule: PeriodRule, slot: DateTime<Tz>) -> Period {

@@ -5,7 +5,7 @@ Usage: fetch_fast_bitrix24.py WEBHOOK_URL SINCE PERIOD_START UNTIL
 The same lists with the same filters and fields as salespulse's client (users, departments,
 pipelines, currencies, sources, the stages of each pipeline, deals modified since SINCE,
 open deals, leads, outgoing calls and e-mails, stage history), then the product rows of the
-deals won in [PERIOD_START, UNTIL) (KPI.md's won time: the latest entry into a success stage
+deals won in [PERIOD_START, UNTIL) (docs/kpi.md's won time: the latest entry into a success stage
 in the fetched history, else MOVED_TIME, else CLOSEDATE) with get_by_ID, all with the library's defaults (2 requests/s after a pool of 50,
 batches of 50). The webhook is plain http on 127.0.0.1: the library accepts any URL with a
 scheme, host and path, and its `ssl` flag only matters for https, so nothing is changed.

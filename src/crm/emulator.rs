@@ -1,5 +1,5 @@
 //! A Bitrix24 portal on loopback: the REST methods the client uses, over real HTTP, with
-//! Bitrix24's quirks (`bitrix24-api.md`): legacy string typing, `[]` for empty maps, PHP
+//! Bitrix24's quirks (Bitrix24's REST documentation): legacy string typing, `[]` for empty maps, PHP
 //! arrays for `0..n` keys, `items` wrappers, `batch` with `$result[..]` references, the
 //! generic filter prefixes, `start` paging with `next`/`total` and `start=-1`, the `time`
 //! object, the error envelopes and status codes, and a real leaky bucket answering
@@ -85,6 +85,10 @@ pub struct EmulatorOptions {
     /// Methods the webhook has no scope for: answered 403 `insufficient_scope`, alone or
     /// inside a `batch`.
     pub denied_methods: Vec<String>,
+    /// The webhook's scopes, as the `scope` method lists them. A method outside them is
+    /// answered 403 `insufficient_scope` like a real portal's: `crm.*` needs `crm`,
+    /// `user.*` one of `user`, `user_basic`, `user_brief`, `department.*` `department`.
+    pub scopes: Vec<String>,
     /// The operating-time limit per method and webhook (Bitrix24 cloud: 480 s within
     /// 10 min); `None` accounts the time but never refuses (an on-premise portal).
     pub operating_limit: Option<Duration>,
@@ -109,6 +113,7 @@ impl Default for EmulatorOptions {
             seed: 1,
             command_errors: 0.0,
             denied_methods: Vec::new(),
+            scopes: ["crm", "user", "department"].map(str::to_owned).to_vec(),
             operating_limit: Some(Duration::from_secs(480)),
             operating_window: Duration::from_secs(600),
             operating_cost_per_command: Duration::ZERO,
@@ -163,7 +168,7 @@ struct Portal {
 
 /// One method's operating time: what it cost in each of the last ten baskets, oldest first.
 /// A basket opens with the first call after the previous one closed and drops out a window
-/// after it opened, as on a portal (`bitrix24-api.md` §3).
+/// after it opened, as on a portal (Bitrix24's REST limits).
 #[derive(Debug, Default)]
 struct Account {
     baskets: VecDeque<(Instant, Duration)>,
@@ -487,9 +492,22 @@ impl Portal {
         outcome.map(|done| (done, operating))
     }
 
+    /// Whether the webhook's scopes cover `method` (`scope`, `batch` and the other basic
+    /// methods need none).
+    fn in_scope(&self, method: &str) -> bool {
+        let granted = |s: &str| self.options.scopes.iter().any(|g| g.eq_ignore_ascii_case(s));
+        let prefix = method.split('.').next().unwrap_or_default().to_ascii_lowercase();
+        match prefix.as_str() {
+            "crm" => granted("crm"),
+            "user" => granted("user") || granted("user_basic") || granted("user_brief"),
+            "department" => granted("department"),
+            _ => true,
+        }
+    }
+
     fn execute(&self, token: &str, method: &str, params: &Value, top: bool) -> Result<Done, Fail> {
         self.commands.fetch_add(u64::from(method != "batch"), AtomicOrdering::Relaxed);
-        if self.options.denied_methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+        if self.options.denied_methods.iter().any(|m| m.eq_ignore_ascii_case(method)) || !self.in_scope(method) {
             return Err((
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
@@ -546,6 +564,8 @@ impl Portal {
                 let p = json!({"filter": filter, "order": order, "start": param(params, "start").cloned().unwrap_or(Value::Null)});
                 list(&d.departments, &p, Typing::AsStored)
             }
+            // The webhook's scopes (basic scope: any webhook may ask).
+            "scope" => Ok(Done { result: json!(self.options.scopes), total: None, next: None }),
             "crm.status.list" => list(&d.statuses, params, Typing::Legacy),
             "crm.category.list" => {
                 if param(params, "entityTypeId").map(text).as_deref() != Some("2") {

@@ -22,10 +22,10 @@ pub struct FetchRequest {
     /// The earliest instant any of the report's periods (trend, previous, year-ago) starts.
     pub since: Timestamp,
     /// The instant the report looks at (the end of its period); records after it are
-    /// still fetched where KPI.md needs the current state.
+    /// still fetched where docs/kpi.md needs the current state.
     pub until: Timestamp,
     /// The start of the report's own period. Product rows are fetched only for the deals
-    /// won in `[period_start, until)`: KPI.md's product breakdown covers no other deals,
+    /// won in `[period_start, until)`: docs/kpi.md's product breakdown covers no other deals,
     /// and one `crm.deal.productrows.get` per won deal of the whole trend window was more
     /// than half of all requests on a large portal.
     pub period_start: Timestamp,

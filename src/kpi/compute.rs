@@ -1,11 +1,11 @@
-//! KPI.md computed: who is a manager, when a deal was won or lost, the sixteen KPIs over a
+//! docs/kpi.md computed: who is a manager, when a deal was won or lost, the sixteen KPIs over a
 //! population of managers and a period, their comparison with the previous period and the
 //! targets, stuck deals, breakdowns, trend and team context.
 //!
 //! [`Analysis`] indexes a snapshot once (records by manager, each deal's `won_at`, `lost_at`,
 //! money and stage history) so that hundreds of scorecards cost little. A scorecard's
 //! population is one manager; the department's is every manager in scope, taken as one
-//! population (KPI.md: never the sum or average of managers' figures). Formatting is left
+//! population (docs/kpi.md: never the sum or average of managers' figures). Formatting is left
 //! to `present`, coaching sentences to `hints`, charts to the chart stage.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,15 +24,12 @@ use crate::locale::Language;
 
 use super::model::{
     Breakdowns, FunnelPipeline, FunnelStage, KpiValue, Kpis, ManagerRef, ManagerRow, ProductRowOut, ReportData,
-    SourceRow, StuckDeal, TeamContext, TrendPoint,
+    SourceRow, StuckDeal, StuckSummary, TeamContext, TrendPoint,
 };
 use super::present;
 
-/// How many stuck deals the department report lists at most.
-pub const DEPARTMENT_STUCK_DEALS: usize = 20;
-
 /// KPIs that add up across managers: a department target may be the sum of the managers'
-/// targets (KPI.md "Comparison and targets"); averages, rates and medians do not add up.
+/// targets (docs/kpi.md "Comparisons and targets"); averages, rates and medians do not add up.
 pub const ADDITIVE_KPIS: [&str; 9] = [
     "deals_won",
     "revenue",
@@ -64,7 +61,12 @@ pub struct KpiSettings {
     pub show_ranks: bool,
     /// The KPI key the department report orders managers by.
     pub sort_managers_by: String,
+    /// How many stuck deals a scorecard's PDF and e-mail list (the data holds all).
     pub max_stuck_deals: usize,
+    /// The same for the department report.
+    pub max_stuck_deals_department: usize,
+    /// The department report ends with a page of definitions.
+    pub definitions_page: bool,
     pub language: Language,
 }
 
@@ -86,12 +88,14 @@ impl KpiSettings {
             show_ranks: config.report.show_ranks,
             sort_managers_by: config.report.sort_managers_by.clone(),
             max_stuck_deals: config.report.max_stuck_deals,
+            max_stuck_deals_department: config.report.max_stuck_deals_department,
+            definitions_page: config.report.definitions_page,
             language: config.language,
         }
     }
 }
 
-/// The sixteen KPI values of one population and period; `None` is KPI.md's null.
+/// The sixteen KPI values of one population and period; `None` is docs/kpi.md's null.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Values(BTreeMap<&'static str, Option<f64>>);
 
@@ -124,7 +128,7 @@ impl Bounds {
     }
 }
 
-/// A deal with what KPI.md derives from it, computed once per snapshot.
+/// A deal with what docs/kpi.md derives from it, computed once per snapshot.
 #[derive(Debug)]
 struct DealFacts<'a> {
     deal: &'a Deal,
@@ -152,9 +156,11 @@ impl DealFacts<'_> {
         self.won_at.map(|(t, _)| days_between(&self.first_contact, &t))
     }
 
-    /// The deal's stage at `end` (KPI.md "At the period's end"): its stage id, semantics and
-    /// since when it was there (`None` when only the current stage is known). `None` when the
-    /// deal did not exist yet.
+    /// The deal's stage at `end` (docs/kpi.md "The stage of a deal at the period's end"): its
+    /// stage id, semantics and since when it was there (`None` when only the current stage is
+    /// known). `None` when the deal did not exist yet. The history holds only the entries
+    /// since the start of the report's window: a deal whose entries all lie before it is
+    /// taken in its current stage, which it has been in since before the window.
     fn stage_at(&self, end: &Timestamp) -> Option<(&str, Semantics, Option<Timestamp>)> {
         if self.deal.created >= *end {
             return None;
@@ -253,14 +259,14 @@ fn mean(values: &[f64]) -> Option<f64> {
     ratio(values.iter().sum(), values.len() as f64)
 }
 
-/// A satisfaction value as KPI.md counts it: a number within the scale, else no value.
+/// A satisfaction value as docs/kpi.md counts it: a number within the scale, else no value.
 pub fn parse_satisfaction(raw: &str, scale: (f64, f64)) -> Option<f64> {
     let v: f64 = raw.trim().parse().ok()?;
     (v.is_finite() && v >= scale.0 && v <= scale.1).then_some(v)
 }
 
-/// A KPI object from this and the previous period's value and a target (KPI.md
-/// "Comparison and targets"); `text` is left to `present`.
+/// A KPI object from this and the previous period's value and a target (docs/kpi.md
+/// "Comparisons and targets"); `text` is left to `present`.
 pub fn compare(key: &str, value: Option<f64>, previous: Option<f64>, target: Option<f64>) -> KpiValue {
     let delta = value.zip(previous).map(|(v, p)| v - p);
     let delta_pct = delta.zip(previous).and_then(|(d, p)| (p != 0.0).then(|| d / p.abs() * 100.0));
@@ -372,7 +378,7 @@ impl<'a> Analysis<'a> {
         }
     }
 
-    /// Managers in scope per KPI.md "Who is a manager", sorted by name then id.
+    /// Managers in scope per docs/kpi.md "Who is a manager", sorted by name then id.
     pub fn managers(&self) -> Vec<&'a User> {
         self.managers.clone()
     }
@@ -493,7 +499,8 @@ impl<'a> Analysis<'a> {
             .clone()
     }
 
-    fn stuck_deals(&self, pop: &[Id], b: &Bounds, cap: usize) -> Vec<StuckDeal> {
+    /// Every stuck deal of the population at the period's end, longest idle first.
+    fn stuck_deals(&self, pop: &[Id], b: &Bounds) -> Vec<StuckDeal> {
         let mut out: Vec<StuckDeal> = self
             .deals_of(pop)
             .filter_map(|d| {
@@ -516,7 +523,6 @@ impl<'a> Analysis<'a> {
                 id(a).cmp(&id(b))
             })
         });
-        out.truncate(cap);
         out
     }
 
@@ -775,7 +781,8 @@ impl<'a> Analysis<'a> {
             }),
             kpis,
             kpis_year_ago: None,
-            stuck_deals: self.stuck_deals(&pop, &b, self.settings.max_stuck_deals),
+            stuck_summary: StuckSummary::default(),
+            stuck_deals: self.stuck_deals(&pop, &b),
             managers: None,
             breakdowns: self.breakdowns(&pop, &b, lang),
             trend: self.trend(&pop, period, |kind, k| self.manager_target(manager, kind, k)),
@@ -783,9 +790,11 @@ impl<'a> Analysis<'a> {
             team: Some(self.team_context(period, manager)),
             hints: Vec::new(),
             notes: self.notes(&pop, &b, false),
+            definitions: Vec::new(),
             labels: BTreeMap::new(),
             charts: BTreeMap::new(),
         };
+        data.stuck_summary = stuck_summary(&data.stuck_deals, self.settings.max_stuck_deals);
         data.hints = super::hints::scorecard_hints(&data, lang);
         present::present(&mut data, lang);
         data
@@ -835,7 +844,8 @@ impl<'a> Analysis<'a> {
             manager: None,
             kpis,
             kpis_year_ago: Some(kpis_year_ago),
-            stuck_deals: self.stuck_deals(&pop, &b, DEPARTMENT_STUCK_DEALS),
+            stuck_summary: StuckSummary::default(),
+            stuck_deals: self.stuck_deals(&pop, &b),
             managers: Some(rows),
             breakdowns: self.breakdowns(&pop, &b, lang),
             trend: self.trend(&pop, period, |kind, k| self.department_target(kind, k)),
@@ -843,11 +853,32 @@ impl<'a> Analysis<'a> {
             team: None,
             hints: Vec::new(),
             notes: self.notes(&pop, &b, true),
+            definitions: Vec::new(),
             labels: BTreeMap::new(),
             charts: BTreeMap::new(),
         };
+        data.stuck_summary = stuck_summary(&data.stuck_deals, self.settings.max_stuck_deals_department);
+        if self.settings.definitions_page {
+            data.definitions = present::definitions(self.settings.stuck_after_days, lang);
+        }
         present::present(&mut data, lang);
         data
+    }
+}
+
+/// The counts and sums over all stuck deals, of which the PDF and e-mail list the first
+/// `shown`; `present` words them.
+pub fn stuck_summary(deals: &[StuckDeal], shown: usize) -> StuckSummary {
+    let shown = shown.min(deals.len());
+    let sum = |d: &[StuckDeal]| d.iter().map(|d| d.value).fold(0.0, |a, b| a + b);
+    StuckSummary {
+        count: deals.len(),
+        value: sum(deals),
+        shown,
+        more: deals.len() - shown,
+        more_value: sum(&deals[shown..]),
+        value_text: None,
+        more_text: None,
     }
 }
 
@@ -878,7 +909,7 @@ pub fn sort_and_mark(rows: &mut [ManagerRow], key: &str) {
 }
 
 /// The row of a source, created empty on first sight. Records without a `SOURCE_ID` are
-/// grouped under `""` (KPI.md).
+/// grouped under `""` (docs/kpi.md).
 fn source_row<'r>(
     rows: &'r mut BTreeMap<String, SourceRow>,
     id: Option<&str>,
@@ -946,6 +977,8 @@ mod tests {
             show_ranks: true,
             sort_managers_by: "revenue".to_owned(),
             max_stuck_deals: 10,
+            max_stuck_deals_department: 20,
+            definitions_page: true,
             language: Language::Ru,
         }
     }
@@ -1081,6 +1114,78 @@ mod tests {
 
     fn close(a: Option<f64>, b: f64) -> bool {
         a.is_some_and(|a| (a - b).abs() < 1e-9)
+    }
+
+    /// The worked example of docs/kpi.md ("A week worked by hand"), record for record: if
+    /// this test changes, the document changes with it.
+    #[test]
+    fn the_worked_example_of_docs_kpi_md() {
+        let mut s = portal();
+        // Leads: one from before the week (the origin of deal 101), four created in it.
+        s.leads.push(lead(1, IVAN, "2026-11-02T10:00:00+03:00", true, Some("WEB")));
+        s.leads.push(lead(2, IVAN, "2026-11-16T11:00:00+03:00", true, Some("WEB")));
+        s.leads.push(lead(3, IVAN, "2026-11-17T12:00:00+03:00", false, Some("CALL")));
+        s.leads.push(lead(4, IVAN, "2026-11-18T13:00:00+03:00", false, None));
+        s.leads.push(lead(5, IVAN, "2026-11-21T14:00:00+03:00", false, Some("WEB")));
+        // 101: from lead 1, 120 000 RUB, won on Tuesday 17 November at 15:00, rated 5.
+        let mut d101 = deal(101, IVAN, 120_000.0);
+        d101.lead_id = Some(1);
+        d101.created = t("2026-11-05T09:00:00+03:00");
+        d101.satisfaction = Some("5".into());
+        win(&mut s, d101, "2026-11-17T15:00:00+03:00");
+        // 102: no lead, 1 000 USD at 90.50, a returning customer, won on Friday at 12:00.
+        let mut d102 = deal(102, IVAN, 1_000.0);
+        d102.currency = "USD".into();
+        d102.created = t("2026-11-10T12:00:00+03:00");
+        d102.is_return_customer = true;
+        d102.satisfaction = Some("4".into());
+        win(&mut s, d102, "2026-11-20T12:00:00+03:00");
+        // 103: lost on Wednesday.
+        lose(&mut s, deal(103, IVAN, 40_000.0), "2026-11-18T11:00:00+03:00");
+        // 104: in "Предложение" since Monday 10:00, won half an hour after the week ended.
+        entry(&mut s, 104, "PROPOSAL", "2026-11-16T10:00:00+03:00");
+        win(&mut s, deal(104, IVAN, 70_000.0), "2026-11-23T00:30:00+03:00");
+        // 105: in "Переговоры" since 30 October 12:00: stuck.
+        let mut d105 = deal(105, IVAN, 50_000.0);
+        d105.created = t("2026-10-20T10:00:00+03:00");
+        d105.stage_id = "NEGOTIATION".into();
+        entry(&mut s, 105, "NEGOTIATION", "2026-10-30T12:00:00+03:00");
+        s.deals.push(d105);
+        // 106: created on Thursday 09:00, still in its first stage.
+        let mut d106 = deal(106, IVAN, 30_000.0);
+        d106.created = t("2026-11-19T09:00:00+03:00");
+        s.deals.push(d106);
+        s.activities.extend([
+            activity(1, IVAN, ACTIVITY_EMAIL, DIRECTION_OUTGOING, true, "2026-11-16T10:00:00+03:00"),
+            activity(2, IVAN, ACTIVITY_EMAIL, DIRECTION_OUTGOING, true, "2026-11-17T10:00:00+03:00"),
+            activity(3, IVAN, ACTIVITY_EMAIL, DIRECTION_OUTGOING, true, "2026-11-19T10:00:00+03:00"),
+            activity(4, IVAN, ACTIVITY_EMAIL, 1, true, "2026-11-19T11:00:00+03:00"), // incoming
+            activity(5, IVAN, ACTIVITY_CALL, DIRECTION_OUTGOING, true, "2026-11-20T10:00:00+03:00"),
+            activity(6, IVAN, ACTIVITY_CALL, DIRECTION_OUTGOING, false, "2026-11-20T11:00:00+03:00"), // planned
+        ]);
+        let cfg = settings();
+        let r = scorecard(&s, &cfg, &w47(), IVAN);
+        let v = |k: &str| value(&r, k);
+        assert_eq!(v("deals_won"), Some(2.0));
+        assert_eq!(v("revenue"), Some(210_500.0));
+        assert_eq!(v("avg_deal_value"), Some(105_250.0));
+        assert_eq!(v("deals_lost"), Some(1.0));
+        assert!(close(v("win_rate"), 200.0 / 3.0));
+        assert_eq!((v("leads_total"), v("leads_converted"), v("lead_conversion")), (Some(4.0), Some(1.0), Some(25.0)));
+        // 101: 2 Nov 10:00 to 17 Nov 15:00 = 15 days 5 hours; 102: 10 Nov to 20 Nov 12:00 = 10 days.
+        let cycle = (15.0 + 5.0 / 24.0 + 10.0) / 2.0;
+        assert!(close(v("cycle_days_median"), cycle) && close(v("cycle_days_mean"), cycle));
+        assert_eq!((v("emails_sent"), v("calls_made")), (Some(3.0), Some(1.0)));
+        assert_eq!((v("csat"), v("csat_responses"), v("repeat_share")), (Some(4.5), Some(2.0), Some(50.0)));
+        // 104 (open at the week's end), 105 and 106.
+        assert_eq!(v("open_pipeline_value"), Some(150_000.0));
+        // 105: 30 Oct 12:00 to 23 Nov 00:00 = 23.5 days idle.
+        assert_eq!(r.stuck_deals.len(), 1);
+        assert_eq!((r.stuck_deals[0].id.as_str(), r.stuck_deals[0].days), ("105", 23.5));
+        let text = |k: &str| r.kpis.get(k).unwrap().text.clone().unwrap().value;
+        assert_eq!(text("revenue"), "210\u{a0}500\u{a0}₽");
+        assert_eq!(text("win_rate"), "66,7\u{a0}%");
+        assert_eq!(text("cycle_days_median"), "12,6");
     }
 
     #[test]
@@ -1366,9 +1471,35 @@ mod tests {
         assert_eq!(r.stuck_deals[0].value_text.as_deref(), Some("64\u{a0}000\u{a0}₽"));
         assert_eq!(r.stuck_deals[0].manager, "Иван Петров");
 
+        assert_eq!((r.stuck_summary.count, r.stuck_summary.shown, r.stuck_summary.more), (4, 4, 0));
+        assert_eq!(r.stuck_summary.more_text, None);
+
+        // A shorter list: the data still holds every stuck deal; the summary counts the rest.
         let mut few = settings();
         few.max_stuck_deals = 2;
-        assert_eq!(scorecard(&s, &few, &w47(), IVAN).stuck_deals.len(), 2);
+        let r2 = scorecard(&s, &few, &w47(), IVAN);
+        assert_eq!(r2.stuck_deals, r.stuck_deals);
+        let sum = &r2.stuck_summary;
+        assert_eq!((sum.count, sum.shown, sum.more), (4, 2, 2));
+        assert_eq!(sum.value, r.stuck_deals.iter().map(|d| d.value).sum::<f64>());
+        assert_eq!(sum.more_value, r.stuck_deals[2].value + r.stuck_deals[3].value);
+        let more = present::fmt_money_whole(sum.more_value, "RUB", Language::Ru);
+        assert_eq!(sum.more_text.as_deref(), Some(format!("И ещё 2 сделки на сумму {more}.").as_str()));
+        few.max_stuck_deals = 0;
+        assert_eq!(scorecard(&s, &few, &w47(), IVAN).stuck_summary.shown, 0);
+    }
+
+    #[test]
+    fn the_sentence_under_a_shortened_list_agrees_with_its_number() {
+        let ru = |n| present::more_deals(n, "1\u{a0}₽", Language::Ru);
+        assert_eq!(ru(1), "И ещё 1 сделка на сумму 1\u{a0}₽.");
+        assert_eq!(ru(3), "И ещё 3 сделки на сумму 1\u{a0}₽.");
+        assert_eq!(ru(11), "И ещё 11 сделок на сумму 1\u{a0}₽.");
+        assert_eq!(ru(13), "И ещё 13 сделок на сумму 1\u{a0}₽.");
+        assert_eq!(ru(21), "И ещё 21 сделка на сумму 1\u{a0}₽.");
+        assert_eq!(ru(112), "И ещё 112 сделок на сумму 1\u{a0}₽.");
+        assert_eq!(present::more_deals(1, "$1", Language::En), "And 1 more deal worth $1.");
+        assert_eq!(present::more_deals(13, "$1", Language::En), "And 13 more deals worth $1.");
     }
 
     #[test]

@@ -348,6 +348,7 @@ mod tests {
             kpis: k,
             kpis_year_ago: None,
             stuck_deals: vec![stuck("7", 53.0), stuck("5", 21.5)],
+            stuck_summary: Default::default(),
             managers: None,
             breakdowns: Default::default(),
             trend: vec![],
@@ -355,6 +356,7 @@ mod tests {
             team: Some(team),
             hints: vec![],
             notes: vec![],
+            definitions: vec![],
             labels: Default::default(),
             charts: Default::default(),
         };

@@ -1,4 +1,4 @@
-//! KPI.md as pure, synchronous functions: a CRM snapshot and a period in, report data out.
+//! docs/kpi.md as pure, synchronous functions: a CRM snapshot and a period in, report data out.
 //! Nothing here touches the network or the clock.
 
 pub mod compute;

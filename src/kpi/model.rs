@@ -1,12 +1,12 @@
 //! The report data: the exact object a template receives and that is written beside each
-//! PDF as `.json` (KPI.md "Report data"). Keys named by KPI.md keep their names and
+//! PDF as `.json` (report-templates/README.md). Keys named by docs/kpi.md keep their names and
 //! meanings; the other keys are additions for templates and e-mails.
 //!
 //! Numbers keep full precision; rounding happens only in the pre-formatted `text` strings.
 
 use serde::{Deserialize, Serialize};
 
-/// One KPI with its comparison (KPI.md "Comparison and targets").
+/// One KPI with its comparison (docs/kpi.md "Comparisons and targets").
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KpiValue {
     pub value: Option<f64>,
@@ -41,7 +41,7 @@ pub struct KpiText {
     pub tone: String,
 }
 
-/// The KPIs of KPI.md, in its table's order.
+/// The KPIs of docs/kpi.md, in its table's order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Kpis {
     pub deals_won: KpiValue,
@@ -63,7 +63,7 @@ pub struct Kpis {
 }
 
 impl Kpis {
-    /// The KPI under its KPI.md key.
+    /// The KPI under its docs/kpi.md key.
     pub fn get(&self, key: &str) -> Option<&KpiValue> {
         Some(match key {
             "deals_won" => &self.deals_won,
@@ -86,7 +86,7 @@ impl Kpis {
         })
     }
 
-    /// Mutable access under a KPI.md key.
+    /// Mutable access under a docs/kpi.md key.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut KpiValue> {
         Some(match key {
             "deals_won" => &mut self.deals_won,
@@ -143,7 +143,7 @@ pub struct ManagerRow {
     pub mark: Option<String>,
 }
 
-/// A stuck deal (KPI.md "Stuck deals").
+/// A stuck deal (docs/kpi.md "Stuck deals").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StuckDeal {
     pub id: String,
@@ -158,6 +158,30 @@ pub struct StuckDeal {
     pub manager: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_text: Option<String>,
+}
+
+/// All stuck deals at a glance, and how many of them the PDF and the e-mail list: the
+/// report data's `stuck_deals` holds every one, the PDF and the e-mail the longest
+/// `shown` (`report.max_stuck_deals`) and a sentence about the rest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StuckSummary {
+    /// How many deals are stuck (the length of `stuck_deals`).
+    pub count: usize,
+    /// Their total value in the base currency.
+    pub value: f64,
+    /// How many of them the PDF and the e-mail list, longest idle first.
+    pub shown: usize,
+    /// `count - shown`: the deals left out of the lists.
+    pub more: usize,
+    /// The total value of the deals left out.
+    pub more_value: f64,
+    /// `1 234 567 ₽`: the total value, formatted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_text: Option<String>,
+    /// The sentence under a shortened list (`И ещё 13 сделок на 2 345 000 ₽.`), empty
+    /// when nothing was left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_text: Option<String>,
 }
 
 /// A lead source's figures in the period.
@@ -212,7 +236,7 @@ pub struct ProductRowOut {
     pub avg_deal_value: Option<f64>,
 }
 
-/// Breakdowns of the period (KPI.md): plain numbers.
+/// Breakdowns of the period (docs/kpi.md): plain numbers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Breakdowns {
     pub sources: Vec<SourceRow>,
@@ -245,6 +269,18 @@ pub struct TeamContext {
     pub medians: std::collections::BTreeMap<String, Option<f64>>,
 }
 
+/// One entry of the department report's "How the numbers are computed" page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    /// A KPI key, or the rule's name (`period`, `attribution`, `money`, `stage_at_end`,
+    /// `stuck_deals`).
+    pub key: String,
+    /// The KPI's or the rule's name in the report's language.
+    pub label: String,
+    /// The rule in one or two sentences, in the report's language.
+    pub text: String,
+}
+
 /// A coaching hint: a plain sentence and the numbers that triggered it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hint {
@@ -274,7 +310,9 @@ pub struct ReportData {
     /// The same KPIs over the same period a year before (value only), department report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kpis_year_ago: Option<Kpis>,
+    /// Every stuck deal, longest idle first (ties by id).
     pub stuck_deals: Vec<StuckDeal>,
+    pub stuck_summary: StuckSummary,
     /// Department report: one row per manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managers: Option<Vec<ManagerRow>>,
@@ -288,6 +326,10 @@ pub struct ReportData {
     pub hints: Vec<Hint>,
     /// Data-quality notes: what could not be attributed, and why.
     pub notes: Vec<String>,
+    /// Department report with `report.definitions_page`: how each number is computed, for
+    /// the last page; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub definitions: Vec<Definition>,
     /// Labels in the report's language, by key, for templates.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Chart name to the virtual path the template reads it from (`/charts/trend.svg`).

@@ -14,7 +14,7 @@ use crate::domain::{Period, PeriodKind};
 use crate::locale::{self, DASH, Language, fmt_count, fmt_days, fmt_money, fmt_number, fmt_pct, signed};
 
 use super::compute::lower_is_better;
-use super::model::{KpiText, KpiValue, Kpis, PeriodInfo, ReportData};
+use super::model::{Definition, KpiText, KpiValue, Kpis, PeriodInfo, ReportData};
 
 /// What a KPI counts, which decides its format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,7 +164,147 @@ pub fn present(data: &mut ReportData, lang: Language) {
     for s in &mut data.stuck_deals {
         s.value_text = Some(fmt_money_whole(s.value, &currency, lang));
     }
+    let summary = &mut data.stuck_summary;
+    summary.value_text = Some(fmt_money_whole(summary.value, &currency, lang));
+    summary.more_text = (summary.more > 0).then(|| {
+        let value = fmt_money_whole(summary.more_value, &currency, lang);
+        more_deals(summary.more, &value, lang)
+    });
     data.labels = labels(lang);
+}
+
+/// `И ещё 13 сделок на сумму 2 345 000 ₽.`: the sentence under a list of stuck deals that
+/// was shortened (the ones left out are those idle for the fewest days).
+pub fn more_deals(n: usize, value: &str, lang: Language) -> String {
+    match lang {
+        Language::Ru => {
+            let word = match (n % 10, n % 100) {
+                (1, r) if r != 11 => "сделка",
+                (2..=4, r) if !(12..=14).contains(&r) => "сделки",
+                _ => "сделок",
+            };
+            format!("И ещё {n} {word} на сумму {value}.")
+        }
+        Language::En => {
+            let word = if n == 1 { "deal" } else { "deals" };
+            format!("And {n} more {word} worth {value}.")
+        }
+    }
+}
+
+/// The department report's page "How the numbers are computed": the general rules, then
+/// each KPI the report shows, in the report's language. docs/kpi.md says the same at
+/// length, with a worked example.
+pub fn definitions(stuck_after_days: f64, lang: Language) -> Vec<Definition> {
+    let days = fmt_number(stuck_after_days, 0, lang);
+    let general: [(&str, &str, &str, String, String); 5] = [
+        (
+            "period",
+            "Период",
+            "Period",
+            "Неделя — с понедельника 00:00 до следующего понедельника 00:00, месяц — с 1-го числа 00:00 до 1-го числа следующего месяца, по часовому поясу портала. Сравнение — с предыдущей неделей или месяцем.".into(),
+            "A week runs from Monday 00:00 to the next Monday 00:00, a month from the 1st 00:00 to the next 1st, in the portal's time zone. Comparisons are with the previous week or month.".into(),
+        ),
+        (
+            "attribution",
+            "Чьи записи",
+            "Whose records",
+            "Сделки, лиды и дела учитываются за их ответственным; в отчёт входят активные сотрудники отделов продаж. Показатели отдела считаются по всем записям отдела сразу, а не как сумма или среднее показателей менеджеров.".into(),
+            "Deals and leads count for their responsible person (ASSIGNED_BY_ID), activities for theirs (RESPONSIBLE_ID); the report covers active users of the sales departments. The department's figures are computed over all of its records at once, not as a sum or average of the managers' figures.".into(),
+        ),
+        (
+            "money",
+            "Суммы",
+            "Money",
+            "Сумма сделки пересчитывается в базовую валюту по курсу портала на момент отчёта. Сделка выиграна (проиграна), если сейчас она в успешной (провальной) стадии; дата — переход в эту стадию по истории стадий, иначе время последней смены стадии, иначе дата закрытия.".into(),
+            "A deal's amount (OPPORTUNITY) is converted into the base currency at the portal's rate when the report runs. A deal is won (lost) while its stage is a success (failure) stage; its date is its entry into that stage in the stage history, else MOVED_TIME, else CLOSEDATE.".into(),
+        ),
+        (
+            "stage_at_end",
+            "Стадия на конец периода",
+            "Stage at the period's end",
+            "Стадия сделки на конец периода — по последней записи истории стадий до конца периода; без такой записи — текущая стадия, со времени последней смены стадии. Сделка открыта, если эта стадия в работе.".into(),
+            "A deal's stage at the period's end is the one of its latest stage-history entry before the end; without one, its current stage, since MOVED_TIME. The deal was open when that stage is in progress.".into(),
+        ),
+        (
+            "stuck_deals",
+            "Зависшие сделки",
+            "Stuck deals",
+            format!("Открытые на конец периода сделки, чья стадия не менялась дольше {days} дн. В отчёте — самые долгие; сколько ещё и на какую сумму, сказано под списком."),
+            format!("Deals open at the period's end whose stage had not changed for more than {days} days. The report lists the longest; how many more and their total is said under the list."),
+        ),
+    ];
+    let mut out: Vec<Definition> = general
+        .into_iter()
+        .map(|(key, ru_label, en_label, ru, en)| {
+            let (label, text) = match lang {
+                Language::Ru => (ru_label, ru),
+                Language::En => (en_label, en),
+            };
+            Definition { key: key.to_owned(), label: label.to_owned(), text }
+        })
+        .collect();
+    out.extend(KPI_KEYS.iter().map(|key| Definition {
+        key: (*key).to_owned(),
+        label: kpi_label(key, lang).to_owned(),
+        text: kpi_definition(key, lang).to_owned(),
+    }));
+    out
+}
+
+/// One KPI's rule in a sentence or two.
+pub fn kpi_definition(key: &str, lang: Language) -> &'static str {
+    let (ru, en) = match key {
+        "deals_won" => ("Сделки, выигранные в периоде.", "Deals won in the period."),
+        "revenue" => ("Сумма выигранных в периоде сделок.", "The total amount of the deals won in the period."),
+        "avg_deal_value" => {
+            ("Выручка, делённая на число выигранных сделок.", "Revenue divided by the number of deals won.")
+        }
+        "deals_lost" => ("Сделки, проигранные в периоде.", "Deals lost in the period."),
+        "win_rate" => (
+            "Выигранные сделки от выигранных и проигранных в периоде, в процентах.",
+            "Deals won as a share of deals won and lost in the period, in per cent.",
+        ),
+        "leads_total" => ("Лиды, созданные в периоде.", "Leads created in the period (DATE_CREATE)."),
+        "leads_converted" => (
+            "Из них — лиды, которые сейчас в успешном статусе.",
+            "Of those, the leads whose status is now a success status.",
+        ),
+        "lead_conversion" => (
+            "Конвертированные лиды от всех новых лидов периода, в процентах.",
+            "Converted leads as a share of the period's new leads, in per cent.",
+        ),
+        "cycle_days_median" => (
+            "Медиана дней от создания лида (или сделки, если лида нет) до выигрыша, по сделкам, выигранным в периоде.",
+            "The median of the days from the lead's creation (or the deal's, without a lead) to the win, over the deals won in the period.",
+        ),
+        "cycle_days_mean" => ("То же, среднее арифметическое.", "The same, as an arithmetic mean."),
+        "emails_sent" => (
+            "Исходящие завершённые письма (дела), созданные в периоде.",
+            "Outgoing, completed e-mail activities created in the period.",
+        ),
+        "calls_made" => (
+            "Исходящие завершённые звонки (дела), созданные в периоде.",
+            "Outgoing, completed call activities created in the period.",
+        ),
+        "csat" => (
+            "Средняя оценка клиента по выигранным в периоде сделкам, у которых она есть и лежит в шкале.",
+            "The mean customer rating over the deals won in the period that have one within the scale.",
+        ),
+        "csat_responses" => ("Число таких оценок.", "The number of such ratings."),
+        "repeat_share" => (
+            "Доля выигранных сделок с повторными клиентами, в процентах.",
+            "The share of won deals with returning customers, in per cent.",
+        ),
+        "open_pipeline_value" => {
+            ("Сумма сделок, открытых на конец периода.", "The total amount of the deals open at the period's end.")
+        }
+        _ => ("", ""),
+    };
+    match lang {
+        Language::Ru => ru,
+        Language::En => en,
+    }
 }
 
 /// The source name of records without a `SOURCE_ID`.
@@ -218,7 +358,7 @@ pub fn short_label(p: &Period, lang: Language) -> String {
     }
 }
 
-/// Every string the templates print, by key: the KPI names under their KPI.md keys and the
+/// Every string the templates print, by key: the KPI names under their docs/kpi.md keys and the
 /// section titles and column headers.
 pub fn labels(lang: Language) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> =
@@ -265,6 +405,7 @@ pub fn labels(lang: Language) -> BTreeMap<String, String> {
         ("currency", "Валюта", "Currency"),
         ("kpi", "Показатель", "KPI"),
         ("no_stuck_deals", "Зависших сделок нет", "No stuck deals"),
+        ("definitions", "Как считаются показатели", "How the numbers are computed"),
         ("pp", "п.п.", "pp"),
         // Section titles and headers of the built-in templates, so that a template an admin
         // copies finds every string it prints in the data, in the report's language.
@@ -283,6 +424,12 @@ pub fn labels(lang: Language) -> BTreeMap<String, String> {
             "Первые 15 по выручке; все менеджеры — в таблице ниже.",
             "Top 15 by revenue; every manager is in the tables below.",
         ),
+        (
+            "sources_top_15",
+            "Первые 15 источников; все — в таблице «Источники лидов».",
+            "The first 15 sources; all of them are in the table «Lead sources».",
+        ),
+        ("trend_last_12", "На графике — последние 12 периодов из {n}.", "The chart shows the last 12 of {n} periods."),
         ("revenue_by_manager", "Выручка по менеджерам", "Revenue by manager"),
         ("sources_chart", "Конверсия лидов по источникам", "Lead conversion by source"),
         ("no_source", "Без источника", "No source"),

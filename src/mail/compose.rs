@@ -33,10 +33,12 @@ use crate::locale::Language;
 pub const HEADLINE_KPIS: [&str; 7] =
     ["deals_won", "revenue", "avg_deal_value", "lead_conversion", "cycle_days_median", "csat", "emails_sent"];
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("subject.txt", include_str!("../../report-templates/mail/subject.txt.j2")),
     ("_headline.html", include_str!("../../report-templates/mail/_headline.html.j2")),
     ("_headline.txt", include_str!("../../report-templates/mail/_headline.txt.j2")),
+    ("_stuck.html", include_str!("../../report-templates/mail/_stuck.html.j2")),
+    ("_stuck.txt", include_str!("../../report-templates/mail/_stuck.txt.j2")),
     ("_footer.html", include_str!("../../report-templates/mail/_footer.html.j2")),
     ("_footer.txt", include_str!("../../report-templates/mail/_footer.txt.j2")),
     ("manager.html", include_str!("../../report-templates/mail/manager.html.j2")),
@@ -138,6 +140,11 @@ fn phrases(lang: Language) -> BTreeMap<&'static str, &'static str> {
             ("col_revenue", "Выручка"),
             ("managers_title", "Менеджеры"),
             ("stuck_deals", "Зависших сделок"),
+            ("col_deal", "Сделка"),
+            ("col_stage", "Стадия"),
+            ("col_days_idle", "Дней без движения"),
+            ("col_amount", "Сумма"),
+            ("days_short", "дн."),
             ("hints_title", "Что стоит сделать"),
             ("pdf_attached", "Подробный отчёт с графиками — во вложении:"),
             (
@@ -167,6 +174,11 @@ fn phrases(lang: Language) -> BTreeMap<&'static str, &'static str> {
             ("col_revenue", "Revenue"),
             ("managers_title", "Managers"),
             ("stuck_deals", "Stuck deals"),
+            ("col_deal", "Deal"),
+            ("col_stage", "Stage"),
+            ("col_days_idle", "Days idle"),
+            ("col_amount", "Amount"),
+            ("days_short", "days"),
             ("hints_title", "What to do next"),
             ("pdf_attached", "The full report with charts is attached:"),
             (
@@ -438,29 +450,55 @@ pub fn compose(mail: &MailConfig, report: &ReportMail<'_>) -> Result<Outgoing, M
         MultiPart::mixed().boundary(format!("sp-mix-{content_hash:016x}")).multipart(alternative).singlepart(pdf)
     };
 
-    let message = headers(&from, &to, &subject, &message_id, date)
+    let message = headers(mail, &from, &to, &subject, &message_id, date)?
         .multipart(body)
         .map_err(|e| compose_err("cannot build the message", e))?;
     Ok(outgoing(message_id, &from, &to, message.formatted(), attachment_omitted))
 }
 
+/// `Auto-Submitted: auto-generated` (RFC 3834 section 5): the message is a robot's, so
+/// vacation responders and other auto-responders do not answer it.
+#[derive(Clone, Copy, Debug)]
+struct AutoSubmitted;
+
+impl header::Header for AutoSubmitted {
+    fn name() -> header::HeaderName {
+        header::HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> header::HeaderValue {
+        header::HeaderValue::new(Self::name(), "auto-generated".to_owned())
+    }
+}
+
+/// The headers every message carries: sender, recipients, `Reply-To` from `[mail]`, the
+/// automated-mail marker.
 fn headers(
+    mail: &MailConfig,
     from: &Mailbox,
     to: &[Mailbox],
     subject: &str,
     message_id: &str,
     date: SystemTime,
-) -> lettre::message::MessageBuilder {
+) -> Result<lettre::message::MessageBuilder, MailError> {
     let mut b = Message::builder()
         .from(from.clone())
         .subject(subject)
         .message_id(Some(format!("<{message_id}>")))
         .date(date)
+        .header(AutoSubmitted)
         .header(header::UserAgent::from(format!("salespulse {}", env!("CARGO_PKG_VERSION"))));
+    if let Some(r) = &mail.reply_to {
+        b = b.reply_to(parse_mailbox("mail.reply_to", r)?);
+    }
     for m in to {
         b = b.to(m.clone());
     }
-    b
+    Ok(b)
 }
 
 fn outgoing(message_id: String, from: &Mailbox, to: &[Mailbox], bytes: Vec<u8>, attachment_omitted: bool) -> Outgoing {
@@ -563,7 +601,7 @@ pub fn compose_digest_in(
     let hash = fnv1a(&[job.as_bytes(), period_label.as_bytes(), text.as_bytes(), stamp.as_bytes()]);
     let message_id =
         format!("sp.digest.{}.{}.{hash:016x}@{}", id_atom(job), id_atom(period_label), from.email.domain());
-    let message = headers(&from, &to, &one_line(&subject), &message_id, now)
+    let message = headers(mail, &from, &to, &one_line(&subject), &message_id, now)?
         .singlepart(SinglePart::plain(text))
         .map_err(|e| compose_err("cannot build the message", e))?;
     Ok(outgoing(message_id, &from, &to, message.formatted(), false))

@@ -119,9 +119,45 @@ impl Pipeline {
             None => Template::builtin(job.report),
         };
         let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
+        let reports = self.pending(job, period, slot, &request.only, &snapshot)?;
+        info!(job = %job.name, period = %period, reports = reports.len(), "Report data computed.");
+        self.render_all(job, template, reports).await
+    }
+
+    /// The job's first report only (a scorecard of the first manager, or the department
+    /// report), rendered with the job's template: `check` proves the templates on it.
+    pub async fn render_sample(
+        &self,
+        job: &JobConfig,
+        period: &Period,
+        slot: DateTime<Tz>,
+    ) -> Result<Option<RenderedReport>, PipelineError> {
+        let template = match job.template.as_deref() {
+            Some(path) => Template::from_file(path).map_err(|source| PipelineError::Render {
+                job: job.name.clone(),
+                report: path.display().to_string(),
+                source,
+            })?,
+            None => Template::builtin(job.report),
+        };
+        let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
+        let mut reports = self.pending(job, period, slot, &[], &snapshot)?;
+        reports.truncate(1);
+        Ok(self.render_all(job, template, reports).await?.pop())
+    }
+
+    /// The report data of each report of `job` (only the managers in `only`, when given).
+    fn pending(
+        &self,
+        job: &JobConfig,
+        period: &Period,
+        slot: DateTime<Tz>,
+        only: &[Id],
+        snapshot: &CrmSnapshot,
+    ) -> Result<Vec<Pending>, PipelineError> {
         let settings = KpiSettings::from_config(&self.config);
         let reports = {
-            let analysis = Analysis::new(&snapshot, &settings);
+            let analysis = Analysis::new(snapshot, &settings);
             match job.report {
                 ReportKind::Department => vec![Pending {
                     key: "department".to_owned(),
@@ -131,8 +167,7 @@ impl Pipeline {
                 }],
                 ReportKind::Manager => {
                     let managers = analysis.managers();
-                    let unknown: Vec<String> = request
-                        .only
+                    let unknown: Vec<String> = only
                         .iter()
                         .filter(|id| !managers.iter().any(|m| m.id == **id))
                         .map(|id| id.to_string())
@@ -142,7 +177,7 @@ impl Pipeline {
                     }
                     managers
                         .into_iter()
-                        .filter(|m| request.only.is_empty() || request.only.contains(&m.id))
+                        .filter(|m| only.is_empty() || only.contains(&m.id))
                         .map(|m| Pending {
                             key: m.id.to_string(),
                             name: m.name.clone(),
@@ -153,8 +188,7 @@ impl Pipeline {
                 }
             }
         };
-        info!(job = %job.name, period = %period, reports = reports.len(), "Report data computed.");
-        self.render_all(job, template, reports).await
+        Ok(reports)
     }
 
     /// Renders on every core: one blocking task per core, each taking reports in turn.
@@ -211,17 +245,34 @@ impl Pipeline {
         self.fetch(&request, slot).await.map(drop)
     }
 
-    /// The CRM snapshot for a job's period, its trend and its comparisons.
-    async fn fetch(&self, request: &FetchRequest, slot: DateTime<Tz>) -> Result<CrmSnapshot, PipelineError> {
+    /// The scopes of the configured webhook (the portal's `scope` method); `None` for the
+    /// demo portal, which has them all.
+    pub async fn webhook_scopes(&self) -> Result<Option<Vec<String>>, PipelineError> {
+        match &self.config.crm.source {
+            CrmSourceKind::Bitrix24 { webhook_url } => {
+                Ok(Some(Bitrix24Client::new(webhook_url, self.client_settings())?.scopes().await?))
+            }
+            CrmSourceKind::Demo => Ok(None),
+        }
+    }
+
+    /// The Bitrix24 client's settings from `[crm]`.
+    fn client_settings(&self) -> ClientSettings {
         let crm = &self.config.crm;
-        let settings = ClientSettings {
+        ClientSettings {
             rate_per_sec: crm.rate_limit_per_sec,
             burst: crm.rate_limit_burst,
             timeout: std::time::Duration::from_secs(crm.timeout_secs),
             max_retries: crm.max_retries,
             operating_limit: std::time::Duration::from_secs(crm.operating_limit_secs),
             ..ClientSettings::default()
-        };
+        }
+    }
+
+    /// The CRM snapshot for a job's period, its trend and its comparisons.
+    async fn fetch(&self, request: &FetchRequest, slot: DateTime<Tz>) -> Result<CrmSnapshot, PipelineError> {
+        let crm = &self.config.crm;
+        let settings = self.client_settings();
         match &crm.source {
             CrmSourceKind::Bitrix24 { webhook_url } => {
                 let client = Bitrix24Client::new(webhook_url, settings)?;

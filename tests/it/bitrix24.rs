@@ -148,7 +148,7 @@ async fn product_rows_come_only_for_the_deals_won_in_the_reports_period() {
     let week_requests = client.requests_made();
     emulator.shutdown().await;
 
-    // KPI.md's won time, worked out here from the portal's own rows: the latest entry of
+    // docs/kpi.md's won time, worked out here from the portal's own rows: the latest entry of
     // the window's stage history into a success stage, else MOVED_TIME, else CLOSEDATE.
     let fetched: BTreeSet<u64> = snap.deals.iter().map(|d| d.id).collect();
     let won_at = |deal: &Record| {

@@ -1,5 +1,5 @@
 //! The whole product through the real binary: `report` and `send` for both jobs on the demo
-//! portal, checked against KPI.md computed here, independently, from the demo portal's
+//! portal, checked against docs/kpi.md computed here, independently, from the demo portal's
 //! wire records; delivery through a real SMTP server with STARTTLS and AUTH; config errors
 //! with their exit code.
 
@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use salespulse::crm::emulator::{PortalData, Record};
 
+use crate::support::crm::{demo_emulator, portal_config};
 use crate::support::pdf;
 use crate::support::smtp::{SmtpOptions, TestSmtp};
 
@@ -40,7 +41,7 @@ fn ok(out: &Output) -> String {
     stdout
 }
 
-/// The slot a report of `period` belongs to in the demo config (KPI.md: the first slot at
+/// The slot a report of `period` belongs to in the demo config (docs/kpi.md: the first slot at
 /// or after the period's end), which is also the demo portal's "now".
 fn moscow(y: i32, m: u32, d: u32, h: u32) -> DateTime<chrono_tz::Tz> {
     chrono_tz::Europe::Moscow.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
@@ -54,7 +55,7 @@ fn s<'a>(r: &'a Record, key: &str) -> &'a str {
     r.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// KPI.md, written out plainly over the wire records, for one population and period.
+/// docs/kpi.md, written out plainly over the wire records, for one population and period.
 struct Expected {
     deals_won: u64,
     revenue: f64,
@@ -210,7 +211,7 @@ fn department_report_matches_kpi_md_and_is_one_population() {
         .map(|m| m["kpis"]["revenue"]["value"].as_f64().unwrap_or(0.0))
         .sum();
     assert!((summed - want.revenue).abs() < 0.01, "revenue is additive over managers");
-    // Breakdowns of KPI.md: every pipeline's every stage, sources by revenue.
+    // Breakdowns of docs/kpi.md: every pipeline's every stage, sources by revenue.
     let funnel = data["breakdowns"]["funnel"].as_array().unwrap();
     assert_eq!(funnel.len(), 2, "two pipelines");
     let sources = data["breakdowns"]["sources"].as_array().unwrap();
@@ -375,13 +376,7 @@ fn config_errors_exit_2_and_name_file_line_and_key() {
 fn crm_strings_print_literally_in_the_pdf_and_the_mail() {
     const NAME: &str = "#set page(width: 1cm) <b>Ivan</b>";
     const TITLE: &str = "*bold* <script>alert(1)</script> $x$";
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let slot = moscow(2026, 11, 23, 8);
-    let emulator = runtime.block_on(async {
-        let options =
-            salespulse::crm::emulator::EmulatorOptions { rate_per_sec: 500.0, burst: 1000, ..Default::default() };
-        salespulse::crm::emulator::Emulator::start(salespulse::crm::demo::portal(slot), options).await.unwrap()
-    });
+    let (runtime, emulator) = demo_emulator(moscow(2026, 11, 23, 8));
     emulator.update(|data| {
         let user = data.users.iter_mut().find(|u| u["ID"] == "17").expect("manager 17 exists");
         user.insert("NAME".into(), Value::from(NAME));
@@ -391,15 +386,7 @@ fn crm_strings_print_literally_in_the_pdf_and_the_mail() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let config_text = std::fs::read_to_string(DEMO_CONFIG).unwrap().replace(
-        "source = \"demo\"\n",
-        &format!(
-            "source = \"bitrix24\"\nwebhook_url = \"{}\"\nrate_limit_per_sec = 500.0\nrate_limit_burst = 1000\n",
-            emulator.webhook_url()
-        ),
-    );
-    let config = dir.path().join("portal.toml");
-    std::fs::write(&config, config_text).unwrap();
+    let config = portal_config(dir.path(), &emulator);
 
     ok(&run(dir.path(), &config, &["send", "manager-weekly", "--period", "2026-W47", "--only", "17"]));
     runtime.block_on(emulator.shutdown());
@@ -465,4 +452,183 @@ fn a_template_preview_reports_errors_with_file_line_and_column() {
     assert!(err.contains("broken.typ at line 3, column"), "{err}");
     assert!(err.contains("nmae"), "Typst's message names the key: {err}");
     assert!(!dir.path().join("broken-out").exists(), "nothing is written from a broken template");
+}
+
+/// Issue 14 point 7 through the binary: `reply_to` in `[mail]` reaches the sent message,
+/// which is marked `Auto-Submitted: auto-generated`; a bad `reply_to` is a config error
+/// naming file, line and key.
+#[test]
+fn mail_from_send_is_automated_and_replies_go_to_reply_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(DEMO_CONFIG).unwrap();
+    let with = |reply_to: &str| {
+        let text = demo.replace("[mail]\n", &format!("[mail]\nreply_to = \"{reply_to}\"\n"));
+        assert!(text.contains("reply_to"), "the demo config has a [mail] section");
+        let path = dir.path().join("reply.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let config = with("Отдел продаж <sales@demo.salespulse.local>");
+    ok(&run(dir.path(), &config, &["send", "department-monthly", "--period", "2026-10"]));
+    let emls = files_with(&dir.path().join("outbox"), "eml");
+    assert_eq!(emls.len(), 1, "{emls:?}");
+    let bytes = std::fs::read(&emls[0]).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+    let auto = msg.header("Auto-Submitted").and_then(|h| h.as_text()).map(str::trim);
+    assert_eq!(auto, Some("auto-generated"));
+    let reply = msg.reply_to().and_then(|a| a.first()).and_then(|a| a.address());
+    assert_eq!(reply, Some("sales@demo.salespulse.local"));
+
+    let bad = with("sales at demo");
+    let out = run(dir.path(), &bad, &["check", "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = demo.lines().position(|l| l == "[mail]").unwrap() + 2;
+    assert!(err.contains(&format!("reply.toml:{line}:")) && err.contains("mail.reply_to"), "{err}");
+}
+
+/// Issue 14 point 2: nothing is cut silently. Manager 17 gets 23 more stuck deals on the
+/// portal: the report data lists every stuck deal, while the PDF and the e-mail list the
+/// longest `report.max_stuck_deals` (10) and say how many more there are and what they are
+/// worth; the e-mail states the true count.
+#[test]
+fn every_stuck_deal_is_in_the_data_and_the_pdf_and_mail_say_how_many_more() {
+    let (runtime, emulator) = demo_emulator(moscow(2026, 11, 23, 8));
+    emulator.update(|data| {
+        let open = data
+            .deals
+            .iter()
+            .find(|d| d["ASSIGNED_BY_ID"] == "17" && d["STAGE_SEMANTIC_ID"] == "P" && d["IS_RECURRING"] == "N")
+            .expect("manager 17 has an open deal")
+            .clone();
+        for i in 0..23 {
+            let mut d = open.clone();
+            // Idle 40 to 62 days at the week's end (2026-11-23 00:00 MSK); no stage history.
+            let moved = moscow(2026, 10, 14, 12) - chrono::Duration::days(i);
+            let stamp = moved.to_rfc3339();
+            d.insert("ID".into(), Value::from((990_000 + i).to_string()));
+            d.insert("TITLE".into(), Value::from(format!("Долгая сделка {i:02}")));
+            d.insert("OPPORTUNITY".into(), Value::from(format!("{}.00", 1000 * (i + 1))));
+            d.insert("CURRENCY_ID".into(), Value::from("RUB"));
+            d.insert("LEAD_ID".into(), Value::Null);
+            d.insert("DATE_CREATE".into(), Value::from("2026-01-05T10:00:00+03:00"));
+            d.insert("MOVED_TIME".into(), Value::from(stamp.clone()));
+            d.insert("DATE_MODIFY".into(), Value::from(stamp));
+            data.deals.push(d);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = portal_config(dir.path(), &emulator);
+    ok(&run(dir.path(), &config, &["send", "manager-weekly", "--period", "2026-W47", "--only", "17", "--out", "out"]));
+    runtime.block_on(emulator.shutdown());
+
+    let json = files_with(&dir.path().join("out/manager-weekly/2026-W47"), "json");
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(&json[0]).unwrap()).unwrap();
+    let stuck = data["stuck_deals"].as_array().unwrap();
+    let added: Vec<&Value> = stuck.iter().filter(|d| d["title"].as_str().unwrap().starts_with("Долгая")).collect();
+    assert_eq!(added.len(), 23, "the data lists every stuck deal");
+    assert!(stuck.len() > 23, "and the demo's own ones: {}", stuck.len());
+    let days: Vec<f64> = stuck.iter().map(|d| d["days"].as_f64().unwrap()).collect();
+    assert!(days.windows(2).all(|w| w[0] >= w[1]), "longest idle first: {days:?}");
+    let summary = &data["stuck_summary"];
+    assert_eq!(summary["count"], stuck.len());
+    assert_eq!(summary["shown"], 10, "report.max_stuck_deals defaults to 10");
+    let more = stuck.len() - 10;
+    assert_eq!(more, 21, "manager 17's 8 stuck deals of the demo and the 23 added, less the 10 listed");
+    assert_eq!(summary["more"], more);
+    let more_value: f64 = stuck[10..].iter().map(|d| d["value"].as_f64().unwrap()).sum();
+    assert!((summary["more_value"].as_f64().unwrap() - more_value).abs() < 1e-6);
+    let more_text = format!(
+        "И ещё {more} сделка на сумму {}.",
+        salespulse::kpi::present::fmt_money_whole(more_value, "RUB", salespulse::locale::Language::Ru)
+    );
+    assert_eq!(summary["more_text"], more_text.as_str());
+
+    let pdfs = files_with(&dir.path().join("out/manager-weekly/2026-W47"), "pdf");
+    let text = pdf::normalize(&pdf::text(&std::fs::read(&pdfs[0]).unwrap()));
+    let title = |d: &Value| pdf::normalize(d["title"].as_str().unwrap());
+    for d in &stuck[..10] {
+        assert!(text.contains(&title(d)), "the PDF lists {}", title(d));
+    }
+    for d in &stuck[10..] {
+        assert!(!text.contains(&title(d)), "the PDF leaves out {}", title(d));
+    }
+    assert!(text.contains(&pdf::normalize(&more_text)), "the PDF says how many more: {text}");
+    assert!(text.contains(&pdf::normalize(&format!("Зависшие сделки: {}", stuck.len()))), "{text}");
+
+    let emls = files_with(&dir.path().join("outbox"), "eml");
+    let raw = std::fs::read(&emls[0]).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    for body in [msg.body_text(0).unwrap().into_owned(), msg.body_html(0).unwrap().into_owned()] {
+        assert!(body.contains(&format!("Зависших сделок: {}", stuck.len())), "the true count: {body}");
+        assert!(body.contains(&more_text), "how many more: {body}");
+        assert!(body.contains(stuck[9]["title"].as_str().unwrap()), "the tenth is listed");
+        assert!(!body.contains(stuck[10]["title"].as_str().unwrap()), "the eleventh is not");
+    }
+}
+
+/// Issue 14 point 3 (docs/kpi.md, "The stage of a deal at the period's end"): salespulse
+/// fetches the stage history from the start of the report's window. A deal whose only
+/// entry lies before the window is taken in its current stage since `MOVED_TIME`, even
+/// where that entry says otherwise; a deal with an entry in the window is idle since that
+/// entry, even where `MOVED_TIME` says otherwise.
+#[test]
+fn the_stage_at_the_periods_end_follows_the_fetched_history_then_moved_time() {
+    let (runtime, emulator) = demo_emulator(moscow(2026, 11, 23, 8));
+    emulator.update(|data| {
+        let open = data
+            .deals
+            .iter()
+            .find(|d| d["ASSIGNED_BY_ID"] == "17" && d["STAGE_SEMANTIC_ID"] == "P" && d["IS_RECURRING"] == "N")
+            .expect("manager 17 has an open deal")
+            .clone();
+        let stage = open["STAGE_ID"].clone();
+        let category = open["CATEGORY_ID"].clone();
+        // (id, title, the history entry's time, MOVED_TIME)
+        for (id, title, entered, moved) in [
+            (991_001, "История до окна", "2026-01-10T12:00:00+03:00", "2026-11-01T12:00:00+03:00"),
+            (991_002, "История в окне", "2026-11-05T00:00:00+03:00", "2026-11-12T00:00:00+03:00"),
+        ] {
+            let mut d = open.clone();
+            d.insert("ID".into(), Value::from(id.to_string()));
+            d.insert("TITLE".into(), Value::from(title));
+            d.insert("LEAD_ID".into(), Value::Null);
+            d.insert("DATE_CREATE".into(), Value::from("2025-12-01T10:00:00+03:00"));
+            d.insert("MOVED_TIME".into(), Value::from(moved));
+            d.insert("DATE_MODIFY".into(), Value::from(moved));
+            data.deals.push(d);
+            let mut h = serde_json::Map::new();
+            for (k, v) in [
+                ("ID", Value::from((id * 100).to_string())),
+                ("TYPE_ID", Value::from("2")),
+                ("OWNER_ID", Value::from(id.to_string())),
+                ("CREATED_TIME", Value::from(entered)),
+                ("CATEGORY_ID", category.clone()),
+                ("STAGE_SEMANTIC_ID", Value::from("P")),
+                ("STAGE_ID", stage.clone()),
+            ] {
+                h.insert(k.into(), v);
+            }
+            data.stage_history.push(h);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = portal_config(dir.path(), &emulator);
+    ok(&run(
+        dir.path(),
+        &config,
+        &["report", "manager-weekly", "--period", "2026-W47", "--only", "17", "--out", "out"],
+    ));
+    runtime.block_on(emulator.shutdown());
+
+    let json = files_with(&dir.path().join("out/manager-weekly/2026-W47"), "json");
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(&json[0]).unwrap()).unwrap();
+    let days = |id: &str| {
+        data["stuck_deals"].as_array().unwrap().iter().find(|d| d["id"] == id).map(|d| d["days"].as_f64().unwrap())
+    };
+    // The week ends on Monday 23 November 00:00. Before the window: since MOVED_TIME
+    // (1 November 12:00), not since the January entry (317 days).
+    assert_eq!(days("991001"), Some(21.5));
+    // In the window: since the entry (5 November), not since MOVED_TIME (11 days, not stuck).
+    assert_eq!(days("991002"), Some(18.0));
 }

@@ -1,7 +1,7 @@
 //! The two reports as people receive them, from the demo portal through the real binary:
 //! the report data matches the committed golden files, every key of it is documented in
 //! `report-templates/README.md` (and every documented key exists), manager 17's numbers
-//! agree with KPI.md worked out by hand over the demo portal's wire records, every section
+//! agree with docs/kpi.md worked out by hand over the demo portal's wire records, every section
 //! is printed with its numbers, and the English reports carry no Russian UI text (nor the
 //! Russian ones English), only CRM data.
 //!
@@ -154,7 +154,7 @@ fn the_department_data_of_october_matches_its_golden_file() {
     check_golden(Report::DepartmentOctober, &DEPARTMENT_RU);
 }
 
-// ------------------------------------------------------------------------- KPI.md by hand
+// ------------------------------------------------------------------------- docs/kpi.md by hand
 
 fn moscow(y: i32, m: u32, d: u32, h: u32) -> DateTime<chrono_tz::Tz> {
     chrono_tz::Europe::Moscow.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
@@ -188,12 +188,12 @@ fn kpi(data: &Value, key: &str) -> Option<f64> {
 
 fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
     match (got, want) {
-        (Some(g), Some(w)) => assert!((g - w).abs() < 1e-6, "{what}: the report says {g}, KPI.md gives {w}"),
+        (Some(g), Some(w)) => assert!((g - w).abs() < 1e-6, "{what}: the report says {g}, docs/kpi.md gives {w}"),
         (g, w) => assert_eq!(g, w, "{what}"),
     }
 }
 
-/// KPI.md over the demo portal's wire records for one manager and period, written out
+/// docs/kpi.md over the demo portal's wire records for one manager and period, written out
 /// without the product's code.
 struct ByHand<'a> {
     portal: &'a PortalData,
@@ -356,7 +356,8 @@ fn manager_17s_rates_cycle_satisfaction_pipeline_and_stuck_deals_agree_with_kpi_
     }
     assert_close(kpi(data, "open_pipeline_value"), Some(open_value), "open_pipeline_value");
     stuck.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    stuck.truncate(10); // `report.max_stuck_deals` defaults to 10
+    // The data lists every stuck deal (docs/kpi.md "Stuck deals"); the PDF shows the first
+    // `report.max_stuck_deals`.
     let listed: Vec<(f64, u64, &str)> = data["stuck_deals"]
         .as_array()
         .unwrap()
@@ -448,7 +449,7 @@ fn every_key_of_the_report_data_is_documented_for_template_authors_and_every_doc
 
     // The maps' own keys: KPIs, labels and charts, each in its table.
     let kpis = documented(&readme, "### KPI keys");
-    assert_eq!(kpis, KPI_KEYS.iter().map(|k| k.to_string()).collect(), "README's KPI keys are KPI.md's");
+    assert_eq!(kpis, KPI_KEYS.iter().map(|k| k.to_string()).collect(), "README's KPI keys are docs/kpi.md's");
     assert_eq!(dynamic["<kpi>"], kpis, "the data's KPI keys are the documented ones");
     let labels = documented(&readme, "### Label keys");
     assert_eq!(dynamic["<label>"], labels, "README's label keys are exactly the ones in `labels`");

@@ -59,6 +59,7 @@ fn outbox_config(dir: &std::path::Path) -> MailConfig {
     MailConfig {
         transport: MailTransportKind::Outbox { dir: dir.to_owned() },
         from: "Отчёты продаж <reports@example.ru>".to_owned(),
+        reply_to: None,
         admin_to: vec!["it@example.ru".to_owned()],
         max_attachment_bytes: 10 * 1024 * 1024,
         timeout_secs: 10,
@@ -488,4 +489,37 @@ async fn the_digest_tells_the_admin_who_missed_what_and_how_to_resend() {
         assert!(text.contains(&cmd), "no resend command for {}:\n{text}", f.recipient_name);
     }
     assert!(text.contains("ivan@example.ru"));
+}
+
+/// Issue 14 point 7: every message salespulse sends, report or admin digest, is marked as
+/// automated (RFC 3834 `Auto-Submitted: auto-generated`, so vacation responders stay
+/// quiet) and carries the `Reply-To` of `[mail]` when one is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_and_digests_are_automated_mail_with_the_configured_reply_to() {
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let mut mail = smtp.mail_config();
+    let failure = DigestLine {
+        recipient_key: "17".into(),
+        recipient_name: "Иван Петров".into(),
+        to: vec!["ivan@example.ru".into()],
+        reason: "no e-mail address in Bitrix24".into(),
+    };
+    for reply_to in [None, Some("Отдел продаж <sales@example.ru>")] {
+        mail.reply_to = reply_to.map(str::to_owned);
+        let report = compose_for(&mail, &job(ReportKind::Manager, None), &manager_report(), &pdf_bytes(500), &ivan());
+        let digest = compose_digest(&mail, "manager-weekly", "2026-W47", std::slice::from_ref(&failure)).unwrap();
+        for out in [report, digest] {
+            smtp.mailer().send(&out).await.unwrap();
+            let received = smtp.received();
+            let msg = MessageParser::default().parse(&received.last().unwrap().data).unwrap();
+            let auto = msg.header("Auto-Submitted").and_then(|h| h.as_text()).map(str::trim);
+            assert_eq!(auto, Some("auto-generated"), "{}", String::from_utf8_lossy(&out.bytes));
+            let reply: Option<(Option<&str>, Option<&str>)> =
+                msg.reply_to().and_then(|a| a.first()).map(|a| (a.name(), a.address()));
+            match reply_to {
+                None => assert_eq!(reply, None, "no Reply-To unless configured"),
+                Some(_) => assert_eq!(reply, Some((Some("Отдел продаж"), Some("sales@example.ru")))),
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The Bitrix24 client: fetches what one report needs over an incoming webhook and returns
 //! it as a complete [`CrmSnapshot`], or an error that says whether a retry can help.
 //!
-//! How it stays gentle with a portal (`bitrix24-api.md`): every list is walked in `ID` order
+//! How it stays gentle with a portal (Bitrix24's REST documentation): every list is walked in `ID` order
 //! with the `>ID` + `start: -1` keyset (no COUNT query after the first page), up to 50 pages
 //! of several lists are packed into one `batch` call whose commands chain
 //! `$result[prev][49][ID]`, and a client-side leaky bucket ([`limiter`]) keeps the request
@@ -224,6 +224,17 @@ impl Bitrix24Client {
     /// The webhook URL with its code masked, for logs.
     pub fn redacted_url(&self) -> &str {
         &self.inner.redacted
+    }
+
+    /// The webhook's scopes, as the portal's `scope` method lists them (a basic method every
+    /// webhook may call).
+    pub async fn scopes(&self) -> Result<Vec<String>, CrmError> {
+        let answer = self.call("scope", "scope", &json!({})).await?;
+        let list = answer.result.as_array().ok_or_else(|| CrmError::Permanent {
+            method: "scope".to_owned(),
+            detail: format!("unexpected answer: expected a list of scopes, got {}", answer.result),
+        })?;
+        Ok(list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
     }
 
     /// Calls one method with retries. `label` names it in errors (for a batch: its commands).
@@ -777,7 +788,7 @@ fn classify(method: &str, api: &ApiError, status: u16) -> Failure {
             "the portal rejected the webhook ({shown}); check crm.webhook_url, or create a new incoming webhook in Bitrix24"
         )),
         "INSUFFICIENT_SCOPE" => p(format!(
-            "the webhook lacks a permission ({shown}); give the incoming webhook the crm, user and department scopes"
+            "the webhook lacks a permission ({shown}); give the incoming webhook the crm, user_basic (or user) and department scopes (docs/operations.md)"
         )),
         "ACCESS_DENIED" | "ALLOWED_ONLY_INTRANET_USER" => p(format!(
             "access denied ({shown}); the REST API needs a commercial plan, and the webhook's user needs read access to the CRM"
@@ -849,6 +860,27 @@ impl CrmSource for Bitrix24Client {
     }
 }
 
+/// The webhook scopes salespulse needs: the scope to tick, the scopes that satisfy it
+/// (Bitrix24 nests `user_brief` < `user_basic` < `user`), and why (docs/operations.md).
+pub const REQUIRED_SCOPES: [(&str, &[&str], &str); 3] = [
+    (
+        "crm",
+        &["crm"],
+        "deals, leads, activities, stage history, pipelines and stages, currencies, lead sources, product rows (crm.*)",
+    ),
+    ("user_basic", &["user_basic", "user"], "the managers with their departments and e-mail addresses (user.get)"),
+    ("department", &["department"], "the sales departments and their sub-departments (department.get)"),
+];
+
+/// The required scopes `granted` lacks, each with why it is needed.
+pub fn missing_scopes(granted: &[String]) -> Vec<(&'static str, &'static str)> {
+    REQUIRED_SCOPES
+        .iter()
+        .filter(|(_, any_of, _)| !any_of.iter().any(|s| granted.iter().any(|g| g.eq_ignore_ascii_case(s))))
+        .map(|(name, _, why)| (*name, *why))
+        .collect()
+}
+
 /// The stage history fields the client selects.
 const HISTORY_FIELDS: [&str; 6] = ["ID", "OWNER_ID", "CREATED_TIME", "CATEGORY_ID", "STAGE_SEMANTIC_ID", "STAGE_ID"];
 
@@ -892,7 +924,7 @@ fn lead_job(filter: Value, select: &[&str]) -> ListJob {
     ListJob::new("crm.lead.list", json!({"order": {"ID": "ASC"}, "filter": filter, "select": select}), Paging::Keyset)
 }
 
-/// The activities KPI.md counts (outgoing calls and e-mails), with one more condition.
+/// The activities docs/kpi.md counts (outgoing calls and e-mails), with one more condition.
 fn activity_filter(field: &str, value: Value) -> Value {
     json!({field: value, "@TYPE_ID": [crate::domain::ACTIVITY_CALL, crate::domain::ACTIVITY_EMAIL],
            "DIRECTION": crate::domain::DIRECTION_OUTGOING})
@@ -1032,7 +1064,7 @@ impl Assembly {
             .collect()
     }
 
-    /// The deals whose product rows count: won in the report's period by KPI.md's rule,
+    /// The deals whose product rows count: won in the report's period by docs/kpi.md's rule,
     /// as the KPI pass will see them in these same rows.
     fn product_deals(&self, request: &FetchRequest) -> Vec<Id> {
         crate::domain::deals_won_in(self.deals.values(), self.history.values(), request.period_start, request.until)

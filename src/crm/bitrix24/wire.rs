@@ -3,7 +3,7 @@
 //! A real portal serves numbers as strings or as numbers, empty values as `""` or `null`,
 //! flags as `Y`/`N` (or JSON booleans in `user.get`), empty maps as `[]` and maps with keys
 //! `0..n` as arrays (PHP's `json_encode`), ids as strings or integers, and dates as ISO 8601
-//! with an offset (`bitrix24-api.md` §5.12). Everything here accepts every such variant.
+//! with an offset (see tests/data/bitrix24-real-responses). Everything here accepts every such variant.
 //! Requests, retries and paging are `super`'s job; nothing outside `crm::bitrix24` sees
 //! these types.
 

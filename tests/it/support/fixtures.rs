@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use salespulse::kpi::compute::stuck_summary;
 use salespulse::kpi::{
     Breakdowns, FunnelPipeline, FunnelStage, Hint, KpiText, KpiValue, Kpis, ManagerRef, ManagerRow, PeriodInfo,
     ProductRowOut, ReportData, SourceRow, StuckDeal, TeamContext, TrendPoint,
@@ -360,6 +361,10 @@ pub fn manager_report_in(language: &str) -> ReportData {
         manager: Some(ManagerRef { id: "17".into(), name: MANAGER_NAME.into(), email: Some("ivan@example.ru".into()) }),
         kpis: kpis(&now, &before, (Some(3.0), Some(1_000_000.0), Some(25.0)), en),
         kpis_year_ago: None,
+        stuck_summary: stuck_summary(
+            &stuck(en).into_iter().filter(|d| d.manager == MANAGER_NAME).collect::<Vec<_>>(),
+            10,
+        ),
         stuck_deals: stuck(en).into_iter().filter(|d| d.manager == MANAGER_NAME).collect(),
         managers: None,
         breakdowns: Breakdowns { sources: Vec::new(), funnel: funnel(1), products: Vec::new() },
@@ -379,6 +384,7 @@ pub fn manager_report_in(language: &str) -> ReportData {
         } else {
             "2 звонка без ответственного не учтены.".into()
         }],
+        definitions: Vec::new(),
         labels: labels(en),
         charts: charts(&["trend", "funnel"]),
     }
@@ -452,6 +458,7 @@ pub fn department_report() -> ReportData {
     data.managers = Some(managers);
     data.team = None;
     data.stuck_deals = stuck(false);
+    data.stuck_summary = stuck_summary(&data.stuck_deals, 20);
     data.trend = trend(false, false);
     data.cycle_days = (0..68).map(|i| ((i * 37) % 61) as f64 + (i % 5) as f64 * 0.5).collect();
     data.breakdowns = Breakdowns {
@@ -505,7 +512,7 @@ pub fn empty_manager_report() -> ReportData {
     let en = false;
     for key in salespulse::config::KPI_KEYS {
         let label = data.kpis.get(key).and_then(|k| k.text.as_ref()).map(|t| t.label.clone()).unwrap_or_default();
-        *data.kpis.get_mut(key).expect("a KPI.md key") = kpi(&label, None, None, None, Unit::Count, en);
+        *data.kpis.get_mut(key).expect("a docs/kpi.md key") = kpi(&label, None, None, None, Unit::Count, en);
     }
     data.trend.clear();
     data.breakdowns = Breakdowns::default();

@@ -259,6 +259,7 @@ impl TestSmtp {
                 }
             },
             from: format!("Отчёты продаж <{TEST_USER}>"),
+            reply_to: None,
             admin_to: vec!["it@example.ru".to_owned()],
             max_attachment_bytes: 10 * 1024 * 1024,
             timeout_secs: 10,
