@@ -18,6 +18,11 @@
 //! whose lock file stays locked while the process lives; a `sending` row whose owner's lock
 //! can be taken belongs to a dead process ([`Store::recover_interrupted`]).
 //!
+//! Durability: the database runs in WAL mode with `synchronous = FULL`, so each ledger write
+//! is on disk when its call returns (a claim before its SMTP transaction starts); only
+//! [`Store::mark_sent`], the write inside the window after the server's 250, does not wait
+//! for the disk (see there).
+//!
 //! Bookkeeping time stamps (`created_at`, `sent_at`, a run's `started_at`) are SQLite's own
 //! clock: they record when something happened and never feed a computation. What a run is
 //! about is its slot, passed in by the caller from `schedule`.
@@ -87,6 +92,11 @@ ALTER TABLE deliveries ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// [`Store::mark_sent`]'s statement, prepared once per connection.
+const MARK_SENT: &str = "UPDATE deliveries SET state = 'sent', sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+        last_error = NULL, permanent = 0, claimed_by = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+     WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND state = 'sending' AND claimed_by = ?4";
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +317,10 @@ impl Store {
         // Another process (a manual `send`) may hold the write lock briefly.
         conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        // Every ledger write is on disk before the call returns (a claim before its SMTP
+        // transaction starts), so a power cut cannot silently undo one; `mark_sent` is the
+        // exception, see there.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         migrate(&mut conn, &path)?;
         let owner = Owner::create(&state_dir)?;
         Ok(Store { conn: Mutex::new(conn), state_dir, owner })
@@ -446,10 +459,24 @@ impl Store {
         self.update_claimed(key, "last_error = ?5", Some(error), "note retry")
     }
 
-    /// The server accepted the message.
+    /// The server accepted the message. This is the only write between the server's 250 and
+    /// the ledger knowing it (the window of `pipeline::deliver`), so it does nothing else: one
+    /// cached statement, committed without waiting for the disk (`synchronous = NORMAL` in
+    /// WAL mode: the commit is the write of its WAL frames and the update of the WAL index,
+    /// microseconds; with `FULL` an fsync would come between the two, inside the window).
+    /// A process killed after the write keeps the commit; a power cut before the next
+    /// commit's fsync can lose it, which leaves the row `sending`: the same case as a kill
+    /// inside the window (sent again with the same Message-ID, the admin told).
     pub fn mark_sent(&self, key: &DeliveryKey) -> Result<(), StoreError> {
-        let set = format!("state = 'sent', sent_at = {NOW}, last_error = NULL, permanent = 0, claimed_by = NULL");
-        self.update_claimed(key, &set, None, "mark sent")
+        let conn = self.conn();
+        let err = || sql(format!("mark sent delivery {}", describe(key)));
+        let sent = conn.pragma_update(None, "synchronous", "NORMAL").and_then(|()| {
+            conn.prepare_cached(MARK_SENT)?.execute(params![key.job, key.period, key.recipient_key, self.owner.token])
+        });
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        sent.map_err(err())?;
+        restored.map_err(err())?;
+        Ok(())
     }
 
     /// The row will not be tried again by this run.

@@ -124,3 +124,44 @@ fn the_fetch_benchmark_brings_back_the_generated_portal() {
     assert_eq!(runs.second.snapshot, run.snapshot);
     assert!(runs.second.client_requests <= 2, "{} requests: {:?}", runs.second.client_requests, runs.second.cache);
 }
+
+/// The kill harness (`cargo bench --bench kill`) with a few kills: the real binary's `send`
+/// SIGKILLed during delivery, then run to the end. The invariant is asserted here; how
+/// often a duplicate happens is the benchmark's to say.
+#[test]
+fn the_kill_harness_keeps_every_report_and_never_two_different_ones() {
+    use common::kill_core::{self, Options, Server};
+
+    use crate::support::smtp::{SmtpOptions, TestSmtp};
+
+    struct Smtp(TestSmtp);
+    impl Server for Smtp {
+        fn mail_toml(&self) -> String {
+            self.0.mail_toml()
+        }
+        fn connections(&self) -> usize {
+            self.0.connections()
+        }
+        fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
+            self.0.received().into_iter().map(|r| (r.to, r.data)).collect()
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp(TestSmtp::start(SmtpOptions::default()));
+    let options = Options {
+        bin: env!("CARGO_BIN_EXE_salespulse").into(),
+        dir: dir.path().to_owned(),
+        kills: 4,
+        seed: 7,
+        job: "manager-weekly".into(),
+        period: "2026-W47".into(),
+    };
+    let f = kill_core::run(&server, &options);
+    assert_eq!(f.kills, 4, "{f:?}");
+    assert!(f.rounds >= 1 && f.reports >= 3 * (f.rounds + 1), "the demo has managers: {f:?}");
+    assert_eq!(f.processes, f.kills + f.rounds, "every round ended with a send that finished: {f:?}");
+    assert!(f.messages >= f.reports, "every report was delivered: {f:?}");
+    assert!(f.invariant_holds(), "{f:?}");
+    assert!(f.duplicates <= f.kills, "a kill interrupts one transaction at most: {f:?}");
+}
