@@ -11,29 +11,11 @@
 
 mod common;
 
-#[path = "../tests/it/support/smtp.rs"]
-mod smtp;
-
-use common::kill_core::{self, Options, Server};
+use common::kill_core::{self, Options};
 use common::measure::{self, Table, ms, secs};
-use smtp::{SmtpOptions, TestSmtp};
 
 fn us(d: std::time::Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
-}
-
-struct Smtp(TestSmtp);
-
-impl Server for Smtp {
-    fn mail_toml(&self) -> String {
-        self.0.mail_toml()
-    }
-    fn connections(&self) -> usize {
-        self.0.connections()
-    }
-    fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
-        self.0.received().into_iter().map(|r| (r.to, r.data)).collect()
-    }
 }
 
 fn main() {
@@ -41,7 +23,6 @@ fn main() {
     let seed = measure::option("--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
     println!("salespulse kill benchmark: {kills} SIGKILLs during `send`, seed {seed}\nmachine: {}", measure::machine());
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let server = Smtp(TestSmtp::start(SmtpOptions::default()));
     let options = Options {
         bin: env!("CARGO_BIN_EXE_salespulse").into(),
         dir: dir.path().to_owned(),
@@ -50,7 +31,7 @@ fn main() {
         job: "manager-weekly".into(),
         period: "2026-W47".into(),
     };
-    let f = kill_core::run(&server, &options);
+    let f = kill_core::run(&options);
     let mut delays = f.kill_delays.clone();
     delays.sort();
     let median = delays.get(delays.len() / 2).copied().unwrap_or_default();

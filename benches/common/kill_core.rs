@@ -12,8 +12,8 @@
 //! (measured first). A `send` that finishes before its kill ends the round. Rounds go on
 //! until `kills` kills were made.
 //!
-//! The SMTP server is the caller's (the test server of `tests/it/support/smtp.rs`), seen
-//! through [`Server`]; the binary is the caller's `CARGO_BIN_EXE_salespulse`.
+//! The SMTP server is the integration tests' (`tests/it/support/smtp.rs`), started here;
+//! the binary is the caller's `CARGO_BIN_EXE_salespulse`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,18 +22,16 @@ use std::time::{Duration, Instant};
 
 use salespulse::store::{DeliveryState, Store};
 
-/// The admin's address in the harness's config: digests, not reports.
-pub const ADMIN: &str = "it@example.ru";
+// The integration tests, which include this file through `bench_smoke.rs`, also load the
+// server as `support::smtp`: two copies of one module, each used on its own.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../tests/it/support/smtp.rs"]
+mod smtp;
 
-/// What the harness needs of an SMTP server.
-pub trait Server {
-    /// A `[mail]` section that sends to it, with `admin_to = ["it@example.ru"]`.
-    fn mail_toml(&self) -> String;
-    /// Sessions greeted so far.
-    fn connections(&self) -> usize;
-    /// Messages accepted so far (recipients, raw message), in order.
-    fn received(&self) -> Vec<(Vec<String>, Vec<u8>)>;
-}
+use smtp::{SmtpOptions, TestSmtp};
+
+/// The admin's address in the test server's `[mail]` section: digests, not reports.
+pub const ADMIN: &str = "it@example.ru";
 
 /// What to run.
 pub struct Options {
@@ -85,8 +83,9 @@ impl Figures {
     }
 }
 
-/// Runs rounds until `options.kills` kills were made.
-pub fn run(server: &dyn Server, options: &Options) -> Figures {
+/// Starts the SMTP test server and runs rounds until `options.kills` kills were made.
+pub fn run(options: &Options) -> Figures {
+    let server = &TestSmtp::start(SmtpOptions::default());
     let started = Instant::now();
     let mut figures = Figures::default();
     let mut rng = fastrand::Rng::with_seed(options.seed);
@@ -121,7 +120,7 @@ pub fn run(server: &dyn Server, options: &Options) -> Figures {
 }
 
 /// A fresh state directory and its config; returns the config's path.
-fn prepare(server: &dyn Server, options: &Options, name: &str) -> PathBuf {
+fn prepare(server: &TestSmtp, options: &Options, name: &str) -> PathBuf {
     let dir = options.dir.join(name);
     std::fs::create_dir_all(&dir).expect("a round directory");
     let text = format!(
@@ -142,7 +141,7 @@ fn prepare(server: &dyn Server, options: &Options, name: &str) -> PathBuf {
 /// server. Returns whether it finished by itself (successfully), and how long after first
 /// reaching the server it ended.
 fn send_once(
-    server: &dyn Server,
+    server: &TestSmtp,
     options: &Options,
     config: &Path,
     kill_after: Option<Duration>,
@@ -199,15 +198,14 @@ fn attachment(raw: &[u8]) -> Vec<u8> {
 }
 
 /// Checks one finished round against the ledger and the server's mail since `seen`.
-fn check_round(server: &dyn Server, config: &Path, options: &Options, seen: usize, figures: &mut Figures) {
+fn check_round(server: &TestSmtp, config: &Path, options: &Options, seen: usize, figures: &mut Figures) {
     let state = config.parent().expect("the round dir").join("state");
     let store = Store::open(&state).expect("the round's ledger opens");
     let rows = store.deliveries(&options.job, &options.period).expect("the ledger reads");
     let received = server.received();
-    let mine = &received[seen..];
     let mut by_recipient: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     let mut admin = 0;
-    for (to, raw) in mine {
+    for smtp::Received { to, data: raw, .. } in &received[seen..] {
         if to.iter().any(|t| t == ADMIN) {
             admin += 1;
             continue;

@@ -130,25 +130,9 @@ fn the_fetch_benchmark_brings_back_the_generated_portal() {
 /// often a duplicate happens is the benchmark's to say.
 #[test]
 fn the_kill_harness_keeps_every_report_and_never_two_different_ones() {
-    use common::kill_core::{self, Options, Server};
-
-    use crate::support::smtp::{SmtpOptions, TestSmtp};
-
-    struct Smtp(TestSmtp);
-    impl Server for Smtp {
-        fn mail_toml(&self) -> String {
-            self.0.mail_toml()
-        }
-        fn connections(&self) -> usize {
-            self.0.connections()
-        }
-        fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
-            self.0.received().into_iter().map(|r| (r.to, r.data)).collect()
-        }
-    }
+    use common::kill_core::{self, Options};
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Smtp(TestSmtp::start(SmtpOptions::default()));
     let options = Options {
         bin: env!("CARGO_BIN_EXE_salespulse").into(),
         dir: dir.path().to_owned(),
@@ -157,7 +141,7 @@ fn the_kill_harness_keeps_every_report_and_never_two_different_ones() {
         job: "manager-weekly".into(),
         period: "2026-W47".into(),
     };
-    let f = kill_core::run(&server, &options);
+    let f = kill_core::run(&options);
     assert_eq!(f.kills, 4, "{f:?}");
     assert!(f.rounds >= 1 && f.reports >= 3 * (f.rounds + 1), "the demo has managers: {f:?}");
     assert_eq!(f.processes, f.kills + f.rounds, "every round ended with a send that finished: {f:?}");
