@@ -110,14 +110,7 @@ impl Pipeline {
         slot: DateTime<Tz>,
         request: &RenderRequest,
     ) -> Result<Vec<RenderedReport>, PipelineError> {
-        let template = match request.template.as_deref().or(job.template.as_deref()) {
-            Some(path) => Template::from_file(path).map_err(|source| PipelineError::Render {
-                job: job.name.clone(),
-                report: path.display().to_string(),
-                source,
-            })?,
-            None => Template::builtin(job.report),
-        };
+        let template = template_for(job, request.template.as_deref())?;
         let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
         let reports = self.pending(job, period, slot, &request.only, &snapshot)?;
         info!(job = %job.name, period = %period, reports = reports.len(), "Report data computed.");
@@ -132,14 +125,7 @@ impl Pipeline {
         period: &Period,
         slot: DateTime<Tz>,
     ) -> Result<Option<RenderedReport>, PipelineError> {
-        let template = match job.template.as_deref() {
-            Some(path) => Template::from_file(path).map_err(|source| PipelineError::Render {
-                job: job.name.clone(),
-                report: path.display().to_string(),
-                source,
-            })?,
-            None => Template::builtin(job.report),
-        };
+        let template = template_for(job, None)?;
         let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
         let mut reports = self.pending(job, period, slot, &[], &snapshot)?;
         reports.truncate(1);
@@ -327,6 +313,19 @@ struct Pending {
     name: String,
     to: Vec<String>,
     data: ReportData,
+}
+
+/// The template a job renders with: `preview` (`report --template`), else the job's own
+/// file, else the built-in one.
+fn template_for(job: &JobConfig, preview: Option<&Path>) -> Result<Template, PipelineError> {
+    match preview.or(job.template.as_deref()) {
+        Some(path) => Template::from_file(path).map_err(|source| PipelineError::Render {
+            job: job.name.clone(),
+            report: path.display().to_string(),
+            source,
+        }),
+        None => Ok(Template::builtin(job.report)),
+    }
 }
 
 fn render_one(

@@ -495,12 +495,7 @@ fn mail_from_send_is_automated_and_replies_go_to_reply_to() {
 fn every_stuck_deal_is_in_the_data_and_the_pdf_and_mail_say_how_many_more() {
     let (runtime, emulator) = demo_emulator(moscow(2026, 11, 23, 8));
     emulator.update(|data| {
-        let open = data
-            .deals
-            .iter()
-            .find(|d| d["ASSIGNED_BY_ID"] == "17" && d["STAGE_SEMANTIC_ID"] == "P" && d["IS_RECURRING"] == "N")
-            .expect("manager 17 has an open deal")
-            .clone();
+        let open = open_deal_of_17(data);
         for i in 0..23 {
             let mut d = open.clone();
             // Idle 40 to 62 days at the week's end (2026-11-23 00:00 MSK); no stage history.
@@ -576,12 +571,7 @@ fn every_stuck_deal_is_in_the_data_and_the_pdf_and_mail_say_how_many_more() {
 fn the_stage_at_the_periods_end_follows_the_fetched_history_then_moved_time() {
     let (runtime, emulator) = demo_emulator(moscow(2026, 11, 23, 8));
     emulator.update(|data| {
-        let open = data
-            .deals
-            .iter()
-            .find(|d| d["ASSIGNED_BY_ID"] == "17" && d["STAGE_SEMANTIC_ID"] == "P" && d["IS_RECURRING"] == "N")
-            .expect("manager 17 has an open deal")
-            .clone();
+        let open = open_deal_of_17(data);
         let stage = open["STAGE_ID"].clone();
         let category = open["CATEGORY_ID"].clone();
         // (id, title, the history entry's time, MOVED_TIME)
@@ -631,4 +621,13 @@ fn the_stage_at_the_periods_end_follows_the_fetched_history_then_moved_time() {
     assert_eq!(days("991001"), Some(21.5));
     // In the window: since the entry (5 November), not since MOVED_TIME (11 days, not stuck).
     assert_eq!(days("991002"), Some(18.0));
+}
+
+/// One of manager 17's open deals on the demo portal, to copy into new ones.
+fn open_deal_of_17(data: &PortalData) -> Record {
+    data.deals
+        .iter()
+        .find(|d| d["ASSIGNED_BY_ID"] == "17" && d["STAGE_SEMANTIC_ID"] == "P" && d["IS_RECURRING"] == "N")
+        .expect("manager 17 has an open deal")
+        .clone()
 }
