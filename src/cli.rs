@@ -281,6 +281,24 @@ fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {
     }
 }
 
+/// A run's outcome with the attempts made for its slot (all runs of the slot, the daemon's
+/// retries included) and, while it fails, the last error.
+fn run_outcome(run: &crate::store::RunRecord, runs: u32, attempts: u32) -> String {
+    use crate::store::RunOutcome;
+    let in_runs = if runs > 1 { format!(" in {runs} runs") } else { String::new() };
+    let error = run.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+    match run.outcome {
+        RunOutcome::Running if run.attempts > 0 => {
+            format!("running, {} failed attempt(s) so far{in_runs}{error}", run.attempts)
+        }
+        RunOutcome::Failed => format!("failed after {attempts} attempt(s){in_runs}{error}"),
+        RunOutcome::Ok | RunOutcome::Partial if attempts > 1 => {
+            format!("{} after {attempts} attempts{in_runs}", run.outcome.as_str())
+        }
+        _ => run.outcome.as_str().to_owned(),
+    }
+}
+
 /// `status`: each job's last run and next slot in local time, then deliveries not sent.
 fn status_report(config: &Config, store: &Store, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<String> {
     use std::fmt::Write as _;
@@ -291,14 +309,17 @@ fn status_report(config: &Config, store: &Store, now: chrono::DateTime<chrono::U
             .map(|t| t.format("%Y-%m-%d %H:%M %Z").to_string())
             .unwrap_or_else(|| "never".to_owned());
         let last = match store.last_run(&job.name)? {
-            Some(run) => format!(
-                "last run for {} ({}): {} sent, {} failed, {}",
-                run.period,
-                run.slot.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
-                run.sent,
-                run.failed,
-                run.outcome.as_str()
-            ),
+            Some(run) => {
+                let (runs, attempts) = store.slot_attempts(&job.name, run.slot)?;
+                format!(
+                    "last run for {} ({}): {} sent, {} failed, {}",
+                    run.period,
+                    run.slot.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+                    run.sent,
+                    run.failed,
+                    run_outcome(&run, runs, attempts)
+                )
+            }
             None => "never run".to_owned(),
         };
         writeln!(out, "{} ({}, \"{}\"): {last}; next {next}", job.name, job.report.as_str(), job.schedule)?;

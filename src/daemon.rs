@@ -20,11 +20,19 @@
 //! `RestartForceExitStatus` has systemd start it again with the new config. A restart is
 //! always safe: the ledger keeps every report exactly once.
 //!
-//! Transient job failures (the CRM down, an SMTP outage) are retried with capped backoff;
-//! a job error is transient when its chain holds a transient `CrmError` or `MailError`.
-//! An outage that outlasts those retries gets a second chance every hour
-//! ([`RunOptions::retry_every`]): rows that failed transiently are sent again and a failed
-//! run is run again, while the slot is within `catch_up_hours`.
+//! A slot reached while the daemon runs is on time, whatever `catch_up_hours` says: the loop
+//! measures by the monotonic clock how long it has been watching since it last read the wall
+//! clock, and only a slot the wall clock jumped over (a suspend, the clock set forward) is
+//! held to the catch-up horizon.
+//!
+//! Transient job failures (the CRM down, an SMTP outage) are retried with `[daemon]`
+//! backoff; a job error is transient when its chain holds a transient `CrmError` or
+//! `MailError` (looked at through a `PipelineError`). Each attempt is recorded on the run
+//! (`status` shows it). An outage that outlasts those retries gets a second chance every
+//! hour ([`RunOptions::retry_every`]): rows that failed transiently are sent again and a
+//! failed run is run again, until the job's next slot (or `catch_up_hours` after the slot,
+//! if later). A run that fails in the end tells the admin, once per job and period. A panic
+//! in a job is caught and is that job's failure: the daemon goes on with the others.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +45,8 @@ use tracing::{error, info, warn};
 use crate::config::{Config, JobConfig};
 use crate::crm::CrmError;
 use crate::domain::Period;
-use crate::mail::{MailError, Mailer};
+use crate::mail::{JobFailure, MailError, Mailer};
+use crate::pipeline::PipelineError;
 use crate::pipeline::deliver::{self, Backoff, DeliverySummary};
 use crate::schedule::{self, Clock};
 use crate::store::{RunOutcome, Store, StoreError};
@@ -173,8 +182,13 @@ pub async fn run_with<T>(
 
     let retry_every = chrono::Duration::from_std(options.retry_every).unwrap_or(chrono::Duration::hours(1));
     let mut next_retry = started + retry_every;
+    // When the loop last read the clock, by the monotonic clock: a slot that fell due since
+    // then, no longer ago than that, was reached while the daemon was watching.
+    let mut last_look = std::time::Instant::now();
     while !shutdown.requested() {
         let now = clock.now();
+        let watched = last_look.elapsed() + options.tick;
+        last_look = std::time::Instant::now();
         if now >= next_retry {
             next_retry = now + retry_every;
             daemon.retry_failed(now, &mut shutdown).await?;
@@ -210,9 +224,14 @@ pub async fn run_with<T>(
                 warn!(job = %job.name, skipped = missed.len() - 1, slot = %slot.to_rfc3339(),
                     "Several slots fell due at once (clock change or suspend); running the latest only.");
             }
-            let horizon = config.daemon.catch_up_horizon();
-            if now - slot.with_timezone(&Utc) > horizon {
-                warn!(job = %job.name, slot = %slot.to_rfc3339(), "Slot older than catch_up_hours; not run.");
+            // A slot reached while running is on time, whatever catch_up_hours says; one the
+            // wall clock jumped over (a suspend, the clock set forward) was missed while the
+            // daemon was not watching, and is caught up only within the horizon.
+            let late = now - slot.with_timezone(&Utc);
+            let on_time = late.to_std().map_or(true, |late| late <= watched);
+            if !on_time && late > daemon.horizon() {
+                warn!(job = %job.name, slot = %slot.to_rfc3339(), catch_up_hours = config.daemon.catch_up_hours,
+                    "Slot passed while the daemon was not watching (suspend or clock change) and is older than catch_up_hours; not run.");
                 continue;
             }
             daemon.run_slot(job, slot, &mut shutdown).await?;
@@ -316,7 +335,7 @@ impl<R: JobRunner> Daemon<'_, R> {
             };
             if let Some(now) = now {
                 let slot = schedule::slot_for_period(&job.cron, self.config.timezone, &period);
-                if now - slot.with_timezone(&Utc) > self.horizon() {
+                if self.retry_until(job, slot.with_timezone(&Utc)) < now {
                     continue;
                 }
             }
@@ -332,8 +351,8 @@ impl<R: JobRunner> Daemon<'_, R> {
     }
 
     /// The periodic second chance: rows that failed transiently are sent again, and a job
-    /// whose last run failed (the CRM down longer than the retries lasted) runs again, while
-    /// their slot is within the catch-up horizon.
+    /// whose last run failed (the CRM down longer than the retries lasted) runs again, until
+    /// [`Daemon::retry_until`].
     async fn retry_failed<F: Future>(
         &mut self,
         now: DateTime<Utc>,
@@ -345,7 +364,7 @@ impl<R: JobRunner> Daemon<'_, R> {
                 return Ok(());
             }
             let Some(last) = self.store.last_run(&job.name)? else { continue };
-            if last.outcome != RunOutcome::Failed || now - last.slot > self.horizon() {
+            if last.outcome != RunOutcome::Failed || self.retry_until(job, last.slot) < now {
                 continue;
             }
             info!(job = %job.name, period = %last.period, "Running a failed job again.");
@@ -356,6 +375,16 @@ impl<R: JobRunner> Daemon<'_, R> {
 
     fn horizon(&self) -> chrono::Duration {
         self.config.daemon.catch_up_horizon()
+    }
+
+    /// Until when a slot's failed run, or its rows that failed transiently, are tried again:
+    /// until the job's next slot, or for `catch_up_hours` after the slot if that is longer.
+    fn retry_until(&self, job: &JobConfig, slot: DateTime<Utc>) -> DateTime<Utc> {
+        let by_horizon = slot.checked_add_signed(self.horizon()).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        match schedule::next_slot(&job.cron, self.config.timezone, slot) {
+            Some(next) => by_horizon.max(next.with_timezone(&Utc)),
+            None => by_horizon,
+        }
     }
 
     /// Runs a job's latest slot at or before `now` if it was missed (see the module doc).
@@ -375,8 +404,7 @@ impl<R: JobRunner> Daemon<'_, R> {
         if slot_utc < last.slot || (slot_utc == last.slot && finished) {
             return Ok(());
         }
-        let horizon = self.config.daemon.catch_up_horizon();
-        if now - slot_utc > horizon {
+        if now - slot_utc > self.horizon() {
             warn!(job = %job.name, slot = %slot.to_rfc3339(), catch_up_hours = self.config.daemon.catch_up_hours,
                 "Missed slot is older than catch_up_hours; not run.");
             return Ok(());
@@ -401,8 +429,14 @@ impl<R: JobRunner> Daemon<'_, R> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = shutdown.finish(self.runner.run_job(job, slot, &period)).await;
+            // A panic anywhere in the job (a bug) is this job's failure, not the daemon's end.
+            let result = shutdown.finish(CatchPanic(Box::pin(self.runner.run_job(job, slot, &period)))).await;
+            let result = result.unwrap_or_else(|message| {
+                Err(anyhow::anyhow!("job {} panicked ({message}); this is a bug, please report it", job.name))
+            });
             return_freed_memory();
+            let error = result.as_ref().err().map(|e| format!("{e:#}"));
+            self.store.note_attempts(run_id, attempt, error.as_deref())?;
             match result {
                 Ok(summary) => {
                     let outcome = if summary.failed.is_empty() { RunOutcome::Ok } else { RunOutcome::Partial };
@@ -434,11 +468,78 @@ impl<R: JobRunner> Daemon<'_, R> {
                         "Retrying job.");
                 }
                 Err(e) => {
-                    error!(job = %job.name, period = %label, error = %format!("{e:#}"), "Job failed.");
-                    self.store.finish_run(run_id, 0, 0, RunOutcome::Failed, Some(&format!("{e:#}")))?;
+                    let reason = format!("{e:#}");
+                    error!(job = %job.name, period = %label, attempt, error = %reason, "Job failed.");
+                    self.store.finish_run(run_id, 0, 0, RunOutcome::Failed, Some(&reason))?;
+                    self.tell_admin(job, &label, slot.with_timezone(&Utc), &reason).await?;
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+impl<R: JobRunner> Daemon<'_, R> {
+    /// Tells the admin that a job failed for a period: once per job and period, however often
+    /// it is retried. A message that cannot be sent is logged, and tried again at the next
+    /// failure of the same period.
+    async fn tell_admin(
+        &self,
+        job: &JobConfig,
+        label: &str,
+        slot: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), DaemonError> {
+        if self.store.job_alert_sent(&job.name, label)? {
+            return Ok(());
+        }
+        if self.config.mail.admin_to.is_empty() {
+            warn!(job = %job.name, period = %label, "No admin_to configured; nobody is told that the job failed.");
+            return Ok(());
+        }
+        let (_, attempts) = self.store.slot_attempts(&job.name, slot)?;
+        let until = self.retry_until(job, slot);
+        let retry_every = chrono::Duration::from_std(self.options.retry_every).unwrap_or(chrono::Duration::hours(1));
+        let tz = self.config.timezone;
+        let failure = JobFailure {
+            config_source: &self.config.source_name,
+            job: &job.name,
+            period_label: label,
+            reason,
+            attempts,
+            retry_until: (self.clock.now() + retry_every <= until)
+                .then(|| until.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()),
+            retry_every_minutes: (retry_every.num_minutes()).max(1) as u64,
+        };
+        let sent = match crate::mail::compose_job_failure(&self.config.mail, self.config.language, &failure) {
+            Ok(message) => self.runner.mailer().send(&message).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => {
+                self.store.record_job_alert(&job.name, label, reason)?;
+                info!(job = %job.name, period = %label, "The admin was told that the job failed.");
+            }
+            Err(e) => {
+                warn!(job = %job.name, period = %label, error = %e, "Could not tell the admin that the job failed.")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A future whose panic comes out as an `Err` with the panic's message.
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => std::task::Poll::Ready(Err(crate::pipeline::panic_message(&*payload))),
         }
     }
 }
@@ -461,9 +562,12 @@ fn return_freed_memory() {
 }
 
 /// Whether a job's error is worth retrying: a transient CRM or mail failure in its chain.
+/// A CRM failure inside a [`PipelineError`] is looked at through it: that variant is
+/// transparent, so the chain shows the `PipelineError` and not the `CrmError` it holds.
 pub fn is_transient(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause.downcast_ref::<CrmError>().is_some_and(CrmError::is_transient)
+            || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_transient)
             || cause.downcast_ref::<MailError>().is_some_and(MailError::is_transient)
     })
 }

@@ -89,6 +89,18 @@ CREATE INDEX runs_job_slot ON runs (job, slot);
 -- after a crash is the same message. The generation tells them apart.
 ALTER TABLE deliveries ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- How often a run tried its job (the daemon retries a transient failure within one run).
+ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+-- The admin is told once per failed job and period, however often it is retried.
+CREATE TABLE job_alerts (
+    job     TEXT NOT NULL,
+    period  TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    sent_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (job, period)
+);
+"#,
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -273,6 +285,8 @@ pub struct RunRecord {
     pub failed: u32,
     pub outcome: RunOutcome,
     pub detail: Option<String>,
+    /// Attempts of the job within this run, so far.
+    pub attempts: u32,
 }
 
 /// The ledger and run history of one state directory.
@@ -654,11 +668,54 @@ impl Store {
         Ok(())
     }
 
+    /// Records that run `id` has made `attempts` attempts, the last of which failed with
+    /// `error` (while the run goes on, `status` shows it).
+    pub fn note_attempts(&self, id: i64, attempts: u32, error: Option<&str>) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE runs SET attempts = ?2, detail = COALESCE(?3, detail) WHERE id = ?1",
+                params![id, attempts, error],
+            )
+            .map_err(sql(format!("record the attempts of run {id}")))?;
+        Ok(())
+    }
+
+    /// Runs and attempts, in all, of a job for one slot.
+    pub fn slot_attempts(&self, job: &str, slot: DateTime<Utc>) -> Result<(u32, u32), StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(attempts), 0) FROM runs WHERE job = ?1 AND slot = ?2",
+                params![job, rfc3339(slot)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql(format!("count the attempts of job {job}")))
+    }
+
+    /// Whether the admin was told that `job` failed for `period`.
+    pub fn job_alert_sent(&self, job: &str, period: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row("SELECT 1 FROM job_alerts WHERE job = ?1 AND period = ?2", params![job, period], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(sql(format!("read the alerts of job {job}")))
+    }
+
+    /// Records that the admin was told that `job` failed for `period`.
+    pub fn record_job_alert(&self, job: &str, period: &str, reason: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO job_alerts (job, period, reason) VALUES (?1, ?2, ?3)",
+                params![job, period, reason],
+            )
+            .map_err(sql(format!("record the alert of job {job}")))?;
+        Ok(())
+    }
+
     /// The most recent run of a job (by slot, then by start).
     pub fn last_run(&self, job: &str) -> Result<Option<RunRecord>, StoreError> {
         let conn = self.conn();
         conn.query_row(
-            "SELECT id, job, slot, period, started_at, finished_at, sent, failed, outcome, detail FROM runs
+            "SELECT id, job, slot, period, started_at, finished_at, sent, failed, outcome, detail, attempts FROM runs
              WHERE job = ?1 ORDER BY slot DESC, id DESC LIMIT 1",
             params![job],
             |r| {
@@ -676,6 +733,7 @@ impl Store {
                     failed: r.get(7)?,
                     outcome: RunOutcome::parse(&r.get::<_, String>(8)?),
                     detail: r.get(9)?,
+                    attempts: r.get(10)?,
                 })
             },
         )

@@ -1,5 +1,6 @@
 //! Composing messages: a report's e-mail (subject, HTML and plain-text summary of the
-//! headline KPIs, the PDF attached) and the admin's failure digest.
+//! headline KPIs, the PDF attached), the admin's failure digest, and the admin's message
+//! that a job failed before it could send anything.
 //!
 //! Bodies come from the minijinja templates in `report-templates/mail/`, embedded at build
 //! time. The HTML templates escape everything they print, so CRM strings (a manager called
@@ -33,7 +34,7 @@ use crate::locale::Language;
 pub const HEADLINE_KPIS: [&str; 7] =
     ["deals_won", "revenue", "avg_deal_value", "lead_conversion", "cycle_days_median", "csat", "emails_sent"];
 
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("subject.txt", include_str!("../../report-templates/mail/subject.txt.j2")),
     ("_headline.html", include_str!("../../report-templates/mail/_headline.html.j2")),
     ("_headline.txt", include_str!("../../report-templates/mail/_headline.txt.j2")),
@@ -46,6 +47,7 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("department.html", include_str!("../../report-templates/mail/department.html.j2")),
     ("department.txt", include_str!("../../report-templates/mail/department.txt.j2")),
     ("digest.txt", include_str!("../../report-templates/mail/digest.txt.j2")),
+    ("job_failed.txt", include_str!("../../report-templates/mail/job_failed.txt.j2")),
 ];
 
 /// One recipient who did not get their report, for the admin's digest.
@@ -159,6 +161,12 @@ fn phrases(lang: Language) -> BTreeMap<&'static str, &'static str> {
             ("digest_reason", "Причина"),
             ("digest_resend", "Отправить повторно"),
             ("digest_resend_all", "Отправить повторно всем из списка"),
+            ("failed_intro", "Задание не выполнено: отчёты за этот период не отправлены никому."),
+            ("failed_reason", "Причина"),
+            ("failed_attempts", "Попыток"),
+            ("failed_retry", "salespulse повторяет задание каждые {every} мин., последний раз — до {until}."),
+            ("failed_no_retry", "salespulse больше не будет повторять это задание сам."),
+            ("failed_rerun", "Запустить заново (уже отправленное не уйдёт второй раз)"),
         ],
         Language::En => &[
             ("greeting", "Hello"),
@@ -193,6 +201,12 @@ fn phrases(lang: Language) -> BTreeMap<&'static str, &'static str> {
             ("digest_reason", "Reason"),
             ("digest_resend", "Resend"),
             ("digest_resend_all", "Resend to everyone listed"),
+            ("failed_intro", "A job failed: nobody got this period's reports."),
+            ("failed_reason", "Cause"),
+            ("failed_attempts", "Attempts"),
+            ("failed_retry", "salespulse tries the job again every {every} min, the last time before {until}."),
+            ("failed_no_retry", "salespulse will not try this job again by itself."),
+            ("failed_rerun", "Run it again (nothing already sent goes out twice)"),
         ],
     };
     pairs.iter().copied().collect()
@@ -520,10 +534,27 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// `salespulse --config FILE`: the start of a command for the admin, naming the config file
+/// the daemon runs with (absolute), so that the command acts on the same state and portal.
+/// The embedded config has no file.
+pub fn salespulse_command(config_source: &str) -> String {
+    if config_source == crate::config::EMBEDDED_NAME {
+        return "salespulse".to_owned();
+    }
+    let path = std::path::absolute(config_source).unwrap_or_else(|_| config_source.into());
+    format!("salespulse --config {}", shell_word(&path.to_string_lossy()))
+}
+
+/// The command that runs a job for a period again: what the ledger shows as sent is
+/// skipped, the rest is sent.
+pub fn rerun_command(config_source: &str, job: &str, period_label: &str) -> String {
+    format!("{} send {} --period {}", salespulse_command(config_source), shell_word(job), shell_word(period_label))
+}
+
 /// The command that resends a job's period to some recipients (`--only` takes user ids;
 /// a department report has none and is resent whole).
-pub fn resend_command(job: &str, period_label: &str, keys: &[&str]) -> String {
-    let mut cmd = format!("salespulse send {} --period {}", shell_word(job), shell_word(period_label));
+pub fn resend_command(config_source: &str, job: &str, period_label: &str, keys: &[&str]) -> String {
+    let mut cmd = rerun_command(config_source, job, period_label);
     let ids: Vec<&str> =
         keys.iter().copied().filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())).collect();
     if !ids.is_empty() {
@@ -542,7 +573,7 @@ pub fn compose_digest(
     period_label: &str,
     failures: &[DigestLine],
 ) -> Result<Outgoing, MailError> {
-    compose_digest_in(mail, Language::Ru, job, period_label, failures)
+    compose_digest_in(mail, Language::Ru, crate::config::EMBEDDED_NAME, job, period_label, failures)
 }
 
 #[derive(Serialize)]
@@ -555,19 +586,16 @@ struct DigestRow<'a> {
 }
 
 /// One e-mail to `admin_to` listing who did not get what and why, with the command that
-/// resends to each of them.
+/// resends to each of them (`config_source`: the config file's name, see
+/// [`salespulse_command`]).
 pub fn compose_digest_in(
     mail: &MailConfig,
     lang: Language,
+    config_source: &str,
     job: &str,
     period_label: &str,
     failures: &[DigestLine],
 ) -> Result<Outgoing, MailError> {
-    let from = parse_mailbox("mail.from", &mail.from)?;
-    if mail.admin_to.is_empty() {
-        return Err(MailError::Compose { detail: "no admin_to in [mail] to send the failure digest to".to_owned() });
-    }
-    let to = parse_recipients(&mail.admin_to)?;
     let rows: Vec<DigestRow<'_>> = failures
         .iter()
         .map(|f| DigestRow {
@@ -575,12 +603,13 @@ pub fn compose_digest_in(
             recipient_name: one_line(&f.recipient_name),
             to: &f.to,
             reason: &f.reason,
-            command: resend_command(job, period_label, &[&f.recipient_key]),
+            command: resend_command(config_source, job, period_label, &[&f.recipient_key]),
         })
         .collect();
     let keys: Vec<&str> = failures.iter().map(|f| f.recipient_key.as_str()).collect();
     let numeric = keys.iter().filter(|k| k.bytes().all(|b| b.is_ascii_digit())).count();
-    let all_command = (failures.len() > 1 && numeric > 1).then(|| resend_command(job, period_label, &keys));
+    let all_command =
+        (failures.len() > 1 && numeric > 1).then(|| resend_command(config_source, job, period_label, &keys));
     let ctx = context! {
         t => phrases(lang),
         job => job,
@@ -593,15 +622,77 @@ pub fn compose_digest_in(
         Language::Ru => format!("salespulse: не доставлено {} (задание {job}, период {period_label})", failures.len()),
         Language::En => format!("salespulse: {} not delivered (job {job}, period {period_label})", failures.len()),
     };
-    // A digest reports a failure now; it is not part of any report's data.
+    admin_message(mail, "digest", job, period_label, &subject, text)
+}
+
+/// What the admin reads when a job failed before it could send anything.
+#[derive(Clone, Debug)]
+pub struct JobFailure<'a> {
+    /// The config file's name ([`salespulse_command`]).
+    pub config_source: &'a str,
+    pub job: &'a str,
+    pub period_label: &'a str,
+    /// The cause, as the error chain says it.
+    pub reason: &'a str,
+    /// Attempts made so far for this slot.
+    pub attempts: u32,
+    /// The daemon tries again every `retry_every_minutes` until this local time; `None`: it
+    /// does not.
+    pub retry_until: Option<String>,
+    pub retry_every_minutes: u64,
+}
+
+/// One e-mail to `admin_to` saying that a job failed for a period (the CRM unreachable, a
+/// broken template, a bug), why, and the command that runs it again.
+pub fn compose_job_failure(mail: &MailConfig, lang: Language, failure: &JobFailure<'_>) -> Result<Outgoing, MailError> {
+    let t = phrases(lang);
+    let retry = match &failure.retry_until {
+        Some(until) => {
+            t["failed_retry"].replace("{every}", &failure.retry_every_minutes.to_string()).replace("{until}", until)
+        }
+        None => t["failed_no_retry"].to_owned(),
+    };
+    let ctx = context! {
+        t => t,
+        job => failure.job,
+        period_label => failure.period_label,
+        reason => failure.reason,
+        attempts => failure.attempts,
+        retry => retry,
+        command => rerun_command(failure.config_source, failure.job, failure.period_label),
+    };
+    let text = render("job_failed.txt", &ctx)?;
+    let (job, period) = (failure.job, failure.period_label);
+    let subject = match lang {
+        Language::Ru => format!("salespulse: задание {job} не выполнено (период {period})"),
+        Language::En => format!("salespulse: job {job} failed (period {period})"),
+    };
+    admin_message(mail, "failed", job, period, &subject, text)
+}
+
+/// A plain-text message to `admin_to`; `kind` goes into its Message-ID.
+fn admin_message(
+    mail: &MailConfig,
+    kind: &str,
+    job: &str,
+    period_label: &str,
+    subject: &str,
+    text: String,
+) -> Result<Outgoing, MailError> {
+    let from = parse_mailbox("mail.from", &mail.from)?;
+    if mail.admin_to.is_empty() {
+        return Err(MailError::Compose { detail: "no admin_to in [mail] to send the message to".to_owned() });
+    }
+    let to = parse_recipients(&mail.admin_to)?;
+    // A message to the admin reports something now; it is not part of any report's data.
     #[allow(clippy::disallowed_methods)]
     let now = SystemTime::now();
     let stamp = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default().to_string();
     // Each digest is news: the time is part of its id, so no client folds two into one.
     let hash = fnv1a(&[job.as_bytes(), period_label.as_bytes(), text.as_bytes(), stamp.as_bytes()]);
     let message_id =
-        format!("sp.digest.{}.{}.{hash:016x}@{}", id_atom(job), id_atom(period_label), from.email.domain());
-    let message = headers(mail, &from, &to, &one_line(&subject), &message_id, now)?
+        format!("sp.{kind}.{}.{}.{hash:016x}@{}", id_atom(job), id_atom(period_label), from.email.domain());
+    let message = headers(mail, &from, &to, &one_line(subject), &message_id, now)?
         .singlepart(SinglePart::plain(text))
         .map_err(|e| compose_err("cannot build the message", e))?;
     Ok(outgoing(message_id, &from, &to, message.formatted(), false))
@@ -651,14 +742,26 @@ mod tests {
 
     #[test]
     fn resend_command_names_user_ids_only() {
+        let embedded = crate::config::EMBEDDED_NAME;
         assert_eq!(
-            resend_command("manager-weekly", "2026-W47", &["17"]),
+            resend_command(embedded, "manager-weekly", "2026-W47", &["17"]),
             "salespulse send manager-weekly --period 2026-W47 --only 17 --resend"
         );
         assert_eq!(
-            resend_command("dept", "2026-11", &["department"]),
+            resend_command(embedded, "dept", "2026-11", &["department"]),
             "salespulse send dept --period 2026-11 --resend"
         );
-        assert_eq!(resend_command("w", "x y", &["1", "2"]), "salespulse send w --period 'x y' --only 1,2 --resend");
+        assert_eq!(
+            resend_command(embedded, "w", "x y", &["1", "2"]),
+            "salespulse send w --period 'x y' --only 1,2 --resend"
+        );
+        assert_eq!(
+            resend_command("/etc/sales pulse/s.toml", "w", "2026-W47", &["1"]),
+            "salespulse --config '/etc/sales pulse/s.toml' send w --period 2026-W47 --only 1 --resend"
+        );
+        assert_eq!(
+            rerun_command("/etc/salespulse/salespulse.toml", "w", "2026-W47"),
+            "salespulse --config /etc/salespulse/salespulse.toml send w --period 2026-W47"
+        );
     }
 }

@@ -11,7 +11,10 @@ mod compose;
 mod outbox;
 mod smtp;
 
-pub use compose::{DigestLine, HEADLINE_KPIS, compose, compose_digest, compose_digest_in, resend_command};
+pub use compose::{
+    DigestLine, HEADLINE_KPIS, JobFailure, compose, compose_digest, compose_digest_in, compose_job_failure,
+    rerun_command, resend_command,
+};
 pub use outbox::OutboxMailer;
 pub use smtp::SmtpMailer;
 

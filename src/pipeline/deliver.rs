@@ -453,7 +453,14 @@ async fn send_digest<M: Mailer + Sync>(
             reason: f.reason.clone(),
         })
         .collect();
-    let result = match crate::mail::compose_digest_in(&config.mail, config.language, &job.name, period_label, &lines) {
+    let result = match crate::mail::compose_digest_in(
+        &config.mail,
+        config.language,
+        &config.source_name,
+        &job.name,
+        period_label,
+        &lines,
+    ) {
         Ok(digest) => mailer.send(&digest).await,
         Err(e) => Err(e),
     };

@@ -66,6 +66,20 @@ pub enum PipelineError {
     UnknownManagers { ids: String },
     #[error("failed to write {path} ({source})")]
     Write { path: String, source: std::io::Error },
+    /// A bug (in salespulse, Typst or plotters) hit by this report's data or template.
+    #[error(
+        "failed to render {report} for job {job}: salespulse panicked ({message}); this is a bug, please report it"
+    )]
+    Panic { job: String, report: String, message: String },
+}
+
+/// The message a panic carried, for an error that replaces it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }
 
 impl PipelineError {
@@ -196,9 +210,21 @@ impl Pipeline {
             tasks.push(tokio::task::spawn_blocking(move || {
                 let mut done = Vec::new();
                 loop {
-                    let next = queue.lock().expect("no panics while holding the queue").pop();
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
                     let Some((index, item)) = next else { break };
-                    done.push((index, render_one(&renderer, &template, &job, item)?));
+                    // A panic in Typst or plotters is this report's failure, not the process's.
+                    let name = item.name.clone();
+                    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        render_one(&renderer, &template, &job, item)
+                    }))
+                    .unwrap_or_else(|payload| {
+                        Err(PipelineError::Panic {
+                            job: job.name.clone(),
+                            report: name,
+                            message: panic_message(&*payload),
+                        })
+                    });
+                    done.push((index, rendered?));
                 }
                 Ok::<_, PipelineError>(done)
             }));
@@ -206,7 +232,14 @@ impl Pipeline {
         let mut all = Vec::new();
         let mut failed = None;
         for task in tasks {
-            match task.await.expect("render tasks do not panic") {
+            let done = task.await.unwrap_or_else(|e| {
+                let message = match e.try_into_panic() {
+                    Ok(payload) => panic_message(&*payload),
+                    Err(e) => e.to_string(),
+                };
+                Err(PipelineError::Panic { job: job.name.clone(), report: "a render worker".to_owned(), message })
+            });
+            match done {
                 Ok(done) => all.extend(done),
                 Err(e) => failed = failed.or(Some(e)),
             }

@@ -7,6 +7,7 @@ mod bounds;
 mod cache;
 mod check;
 mod daemon;
+mod daemon_faults;
 mod docs;
 mod e2e;
 mod faults;
