@@ -18,7 +18,7 @@ use salespulse::pipeline::PipelineRunner;
 use salespulse::schedule::{Clock, FixedClock};
 use salespulse::store::{RunOutcome, Store};
 
-use crate::faults::demo_portal;
+use crate::faults::{crm_toml, demo_portal};
 use crate::support::proxy::FaultProxy;
 use crate::support::smtp::{Received, SmtpOptions, TestSmtp};
 
@@ -52,49 +52,13 @@ impl Setup {
         let proxy = FaultProxy::start(&url).await;
         let smtp = TestSmtp::start(SmtpOptions::default());
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("test-ca.pem");
-        std::fs::write(&ca, &smtp.ca_pem).unwrap();
         let text = format!(
-            r#"
-timezone = "Europe/Moscow"
-state_dir = "{state}"
-
-[crm]
-source = "bitrix24"
-webhook_url = "{webhook}"
-managers = [17]
-rate_limit_per_sec = 10000.0
-rate_limit_burst = 10000
-timeout_secs = 5
-max_retries = 1
-
-[mail]
-transport = "smtp"
-host = "127.0.0.1"
-port = {port}
-tls = "starttls"
-username = "{user}"
-password = "{password}"
-from = "Отчёты продаж <{user}>"
-admin_to = ["{ADMIN}"]
-ca_file = "{ca}"
-
-[daemon]
-{daemon}
-
-[[job]]
-name = "manager-weekly"
-report = "manager"
-schedule = "0 8 * * MON"
-period = "previous-week"
-{extra_job}
-"#,
+            "timezone = \"Europe/Moscow\"\nstate_dir = \"{state}\"\n\n{crm}\n{mail}\n[daemon]\n{daemon}\n\n\
+             [[job]]\nname = \"manager-weekly\"\nreport = \"manager\"\nschedule = \"0 8 * * MON\"\n\
+             period = \"previous-week\"\n{extra_job}",
             state = dir.path().join("state").display(),
-            webhook = proxy.url(&url),
-            port = smtp.port,
-            user = smtp.username,
-            password = smtp.password,
-            ca = ca.display(),
+            crm = crm_toml(&proxy.url(&url), "max_retries = 1"),
+            mail = smtp.mail_toml(),
         );
         let path = dir.path().join("salespulse.toml");
         std::fs::write(&path, text).unwrap();
@@ -150,6 +114,22 @@ fn start(config: Arc<Config>, clock: Arc<dyn Clock>) -> (DaemonRun, tokio::sync:
     (Box::pin(daemon::run_with(config, clock, shutdown, runner, options)), stop)
 }
 
+impl Setup {
+    /// Runs the daemon from a second before the slot, with `steps` beside it (given the
+    /// clock to move), and stops it when they are done.
+    async fn around_the_slot<F: Future<Output = ()>>(&self, steps: impl FnOnce(Arc<FixedClock>) -> F) {
+        let clock = Arc::new(FixedClock::new(utc(BEFORE_SLOT)));
+        let (daemon, stop) = start(self.config(), clock.clone());
+        let test = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            steps(clock).await;
+            stop.send(()).unwrap();
+        };
+        let (result, ()) = tokio::join!(daemon, test);
+        result.unwrap();
+    }
+}
+
 /// Waits (up to `secs` seconds) until `cond` holds.
 async fn eventually(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -161,25 +141,22 @@ async fn eventually(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crm_outage_at_the_slot_is_retried_with_the_daemons_backoff_and_status_shows_the_attempts() {
-    let setup = Setup::new("max_attempts = 5\nretry_initial_secs = 1\nretry_max_secs = 1", "").await;
-    let clock = Arc::new(FixedClock::new(utc(BEFORE_SLOT)));
+    let setup = &Setup::new("max_attempts = 5\nretry_initial_secs = 1\nretry_max_secs = 1", "").await;
     // The portal is unreachable at the slot: connections refused.
     setup.proxy.set_down(true);
-    let (daemon, stop) = start(setup.config(), clock.clone());
-    let test = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        clock.set(utc(SLOT));
-        eventually("a second attempt", 20, || setup.last_run("manager-weekly").is_some_and(|r| r.attempts >= 2)).await;
-        let status = setup.status().await;
-        assert!(status.contains("running") && status.contains("attempt"), "{status}");
-        assert!(status.contains("could not connect"), "status says why: {status}");
-        // The portal comes back; the daemon's next attempt gets through.
-        setup.proxy.set_down(false);
-        eventually("Ivan's scorecard", 60, || setup.to(IVAN).len() == 1).await;
-        stop.send(()).unwrap();
-    };
-    let (result, ()) = tokio::join!(daemon, test);
-    result.unwrap();
+    setup
+        .around_the_slot(|clock| async move {
+            clock.set(utc(SLOT));
+            eventually("a second attempt", 20, || setup.last_run("manager-weekly").is_some_and(|r| r.attempts >= 2))
+                .await;
+            let status = setup.status().await;
+            assert!(status.contains("running") && status.contains("attempt"), "{status}");
+            assert!(status.contains("could not connect"), "status says why: {status}");
+            // The portal comes back; the daemon's next attempt gets through.
+            setup.proxy.set_down(false);
+            eventually("Ivan's scorecard", 60, || setup.to(IVAN).len() == 1).await;
+        })
+        .await;
     let last = setup.last_run("manager-weekly").unwrap();
     assert_eq!((last.outcome, last.sent, last.period.as_str()), (RunOutcome::Ok, 1, "2026-W47"));
     assert!(last.attempts >= 3, "{last:?}");
@@ -190,33 +167,29 @@ async fn a_crm_outage_at_the_slot_is_retried_with_the_daemons_backoff_and_status
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_still_fails_is_run_again_later_and_the_admin_is_told_once() {
-    let setup = Setup::new("max_attempts = 2\nretry_initial_secs = 0\nretry_max_secs = 0", "").await;
-    let clock = Arc::new(FixedClock::new(utc(BEFORE_SLOT)));
+    let setup = &Setup::new("max_attempts = 2\nretry_initial_secs = 0\nretry_max_secs = 0", "").await;
     setup.proxy.set_down(true);
-    let (daemon, stop) = start(setup.config(), clock.clone());
-    let test = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        clock.set(utc(SLOT));
-        eventually("the run recorded as failed", 30, || {
-            setup.last_run("manager-weekly").is_some_and(|r| r.outcome == RunOutcome::Failed)
+    setup
+        .around_the_slot(|clock| async move {
+            clock.set(utc(SLOT));
+            eventually("the run recorded as failed", 30, || {
+                setup.last_run("manager-weekly").is_some_and(|r| r.outcome == RunOutcome::Failed)
+            })
+            .await;
+            eventually("the admin told", 10, || setup.to(ADMIN).len() == 1).await;
+            // The hourly second chance, with the portal still down: no second message.
+            clock.set(utc("2026-11-23T06:00:00Z"));
+            eventually("a second failed run", 30, || {
+                setup.store().slot_attempts("manager-weekly", utc(SLOT)).unwrap().0 == 2
+                    && setup.last_run("manager-weekly").is_some_and(|r| r.outcome == RunOutcome::Failed)
+            })
+            .await;
+            // The portal is back by the next round.
+            setup.proxy.set_down(false);
+            clock.set(utc("2026-11-23T07:00:00Z"));
+            eventually("Ivan's scorecard", 60, || setup.to(IVAN).len() == 1).await;
         })
         .await;
-        eventually("the admin told", 10, || setup.to(ADMIN).len() == 1).await;
-        // The hourly second chance, with the portal still down: no second message.
-        clock.set(utc("2026-11-23T06:00:00Z"));
-        eventually("a second failed run", 30, || {
-            setup.store().slot_attempts("manager-weekly", utc(SLOT)).unwrap().0 == 2
-                && setup.last_run("manager-weekly").is_some_and(|r| r.outcome == RunOutcome::Failed)
-        })
-        .await;
-        // The portal is back by the next round.
-        setup.proxy.set_down(false);
-        clock.set(utc("2026-11-23T07:00:00Z"));
-        eventually("Ivan's scorecard", 60, || setup.to(IVAN).len() == 1).await;
-        stop.send(()).unwrap();
-    };
-    let (result, ()) = tokio::join!(daemon, test);
-    result.unwrap();
     let last = setup.last_run("manager-weekly").unwrap();
     assert_eq!((last.outcome, last.sent), (RunOutcome::Ok, 1));
     assert_eq!(setup.store().slot_attempts("manager-weekly", utc(SLOT)).unwrap(), (3, 5));
@@ -235,34 +208,26 @@ async fn a_job_that_still_fails_is_run_again_later_and_the_admin_is_told_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_catch_up_hours_0_a_slot_reached_while_running_is_on_time() {
-    let setup = Setup::new("catch_up_hours = 0", "").await;
-    let clock = Arc::new(FixedClock::new(utc(BEFORE_SLOT)));
-    let (daemon, stop) = start(setup.config(), clock.clone());
-    let test = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        clock.set(utc(SLOT));
-        eventually("Ivan's scorecard", 60, || setup.to(IVAN).len() == 1).await;
-        stop.send(()).unwrap();
-    };
-    let (result, ()) = tokio::join!(daemon, test);
-    result.unwrap();
+    let setup = &Setup::new("catch_up_hours = 0", "").await;
+    setup
+        .around_the_slot(|clock| async move {
+            clock.set(utc(SLOT));
+            eventually("Ivan's scorecard", 60, || setup.to(IVAN).len() == 1).await;
+        })
+        .await;
     assert_eq!(setup.last_run("manager-weekly").unwrap().outcome, RunOutcome::Ok);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_catch_up_hours_0_a_slot_jumped_over_while_not_watching_is_not_caught_up() {
-    let setup = Setup::new("catch_up_hours = 0", "").await;
-    let clock = Arc::new(FixedClock::new(utc(BEFORE_SLOT)));
-    let (daemon, stop) = start(setup.config(), clock.clone());
-    let test = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // The machine slept through the slot: its clock jumps a day ahead.
-        clock.set(utc("2026-11-24T05:00:00Z"));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        stop.send(()).unwrap();
-    };
-    let (result, ()) = tokio::join!(daemon, test);
-    result.unwrap();
+    let setup = &Setup::new("catch_up_hours = 0", "").await;
+    setup
+        .around_the_slot(|clock| async move {
+            // The machine slept through the slot: its clock jumps a day ahead.
+            clock.set(utc("2026-11-24T05:00:00Z"));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        })
+        .await;
     assert!(setup.last_run("manager-weekly").is_none());
     assert_eq!(setup.proxy.requests(), 0);
 }
@@ -280,22 +245,18 @@ async fn a_panic_in_a_job_fails_that_job_only_and_the_admin_is_told() {
         "\n[[job]]\nname = \"panicking-weekly\"\nreport = \"manager\"\nschedule = \"0 8 * * MON\"\nperiod = \"previous-week\"\ntemplate = \"{}\"\n",
         template.display()
     );
-    let setup = Setup::new("max_attempts = 2\nretry_initial_secs = 0\nretry_max_secs = 0", &extra).await;
-    let clock = Arc::new(FixedClock::new(utc(BEFORE_SLOT)));
-    let (daemon, stop) = start(setup.config(), clock.clone());
-    let test = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        clock.set(utc(SLOT));
-        eventually("the panicking job recorded as failed", 60, || {
-            setup.last_run("panicking-weekly").is_some_and(|r| r.outcome == RunOutcome::Failed)
+    let setup = &Setup::new("max_attempts = 2\nretry_initial_secs = 0\nretry_max_secs = 0", &extra).await;
+    setup
+        .around_the_slot(|clock| async move {
+            clock.set(utc(SLOT));
+            eventually("the panicking job recorded as failed", 60, || {
+                setup.last_run("panicking-weekly").is_some_and(|r| r.outcome == RunOutcome::Failed)
+            })
+            .await;
+            eventually("Ivan's scorecard from the other job", 60, || setup.to(IVAN).len() == 1).await;
+            eventually("the admin told", 10, || setup.to(ADMIN).len() == 1).await;
         })
         .await;
-        eventually("Ivan's scorecard from the other job", 60, || setup.to(IVAN).len() == 1).await;
-        eventually("the admin told", 10, || setup.to(ADMIN).len() == 1).await;
-        stop.send(()).unwrap();
-    };
-    let (result, ()) = tokio::join!(daemon, test);
-    result.unwrap();
     let failed = setup.last_run("panicking-weekly").unwrap();
     let detail = failed.detail.unwrap_or_default();
     assert!(detail.contains("panicked") && detail.contains("Иван Петров"), "the run names the report: {detail}");

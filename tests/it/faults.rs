@@ -24,8 +24,17 @@ pub async fn demo_portal() -> Emulator {
     Emulator::start(salespulse::crm::demo::portal(slot()), fast_portal()).await.unwrap()
 }
 
-/// A config for a real portal at `webhook_url`: Ivan's scorecard (one PDF keeps the test
-/// quick), a 3 s request timeout and quick retries, so faults cost seconds, not minutes.
+/// The `[crm]` section for a real portal at `webhook_url`: Ivan's data only (one PDF keeps
+/// the tests quick), a 3 s request timeout and quick retries, so faults cost seconds, not
+/// minutes; `extra` adds keys.
+pub fn crm_toml(webhook_url: &str, extra: &str) -> String {
+    format!(
+        "[crm]\nsource = \"bitrix24\"\nwebhook_url = \"{webhook_url}\"\nmanagers = [17]\n\
+         rate_limit_per_sec = 10000.0\nrate_limit_burst = 10000\ntimeout_secs = 3\n{extra}\n"
+    )
+}
+
+/// A config for a real portal at `webhook_url`, mail into an outbox.
 fn config(dir: &Path, webhook_url: &str, max_retries: Option<u32>) -> PathBuf {
     let max_retries = max_retries.map(|n| format!("max_retries = {n}")).unwrap_or_default();
     let text = format!(
@@ -33,14 +42,7 @@ fn config(dir: &Path, webhook_url: &str, max_retries: Option<u32>) -> PathBuf {
 timezone = "Europe/Moscow"
 state_dir = "{state}"
 
-[crm]
-source = "bitrix24"
-webhook_url = "{webhook_url}"
-managers = [17]
-rate_limit_per_sec = 10000.0
-rate_limit_burst = 10000
-timeout_secs = 3
-{max_retries}
+{crm}
 cache = false
 
 [mail]
@@ -55,6 +57,7 @@ schedule = "0 8 * * MON"
 period = "previous-week"
 "#,
         state = dir.join("state").display(),
+        crm = crm_toml(webhook_url, &max_retries),
         outbox = dir.join("outbox").display(),
     );
     let path = dir.join("salespulse.toml");
