@@ -91,8 +91,17 @@ fn usage(error: anyhow::Error) -> Failure {
     Failure { code: 2, error }
 }
 
+/// Reads the secrets a command uses before it starts: a missing one is a config error
+/// (exit 2) at once. `status` and `check --offline` read none.
+fn require_secrets(config: &Config, crm: bool, mail: bool) -> Result<(), Failure> {
+    config.require_secrets(crm, mail).map_err(|e| usage(e.into()))
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
+    // Every writer sets 0600 / 0700 itself (`private_fs`); the umask is the second line of
+    // defence, for whatever a library might create on its own.
+    crate::private_fs::restrict_umask();
     let cli = Cli::parse();
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
@@ -148,6 +157,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Check { offline } => check(&config, offline, &clock).await,
         Command::Report { job, period, out, only, template } => {
             let job = find_job(&config, &job)?;
+            require_secrets(&config, true, false)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
             let pipeline = Pipeline::new(Arc::clone(&config));
             let request = RenderRequest { only, template };
@@ -157,6 +167,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Send { job, period, only, resend, out } => {
             let job = find_job(&config, &job)?;
+            require_secrets(&config, true, true)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
             refuse_unfinished(&config, job, &period, clock.now())?;
             let runner = PipelineRunner::new(Arc::clone(&config))?;
@@ -170,6 +181,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Run => {
+            require_secrets(&config, true, true)?;
             let runner = PipelineRunner::new(Arc::clone(&config))?;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             let reason = crate::daemon::run(Arc::clone(&config), clock, crate::daemon::stop_signal(), runner)
@@ -257,6 +269,13 @@ fn refuse_unfinished(
 }
 
 async fn check(config: &Config, offline: bool, clock: &dyn Clock) -> Result<ExitCode, Failure> {
+    if !offline {
+        require_secrets(config, true, true)?;
+    }
+    for (key, secret) in config.secrets() {
+        let read = if offline { "not read offline" } else { "read" };
+        println!("secret {key}: {} ({read})", secret.describe());
+    }
     Ok(if crate::check::check(config, offline, clock.now()).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -3,8 +3,11 @@
 //!
 //! Unknown keys are errors, and every error names the file, the line and the key, so an
 //! admin can fix it without reading code. Secrets come inline, from an environment variable
-//! (`*_env`) or from a file (`*_file`); they are resolved here and never printed: [`Secret`]
-//! has no `Display` and its `Debug` is redacted. Relative paths are relative to the working
+//! (`*_env`), a file (`*_file`) or a systemd credential (`*_credential`, a file in
+//! `$CREDENTIALS_DIRECTORY`). Reading the config does not read them: a [`SecretRef`] says
+//! where one is and is resolved by the code that uses it, so `status` and `check --offline`
+//! run without any secret present; a missing one is still a config error naming file, line
+//! and key. They are never printed: [`Secret`] has no `Display` and its `Debug` is redacted. Relative paths are relative to the working
 //! directory, as on any command line; the systemd unit sets that directory.
 
 use std::collections::BTreeMap;
@@ -81,6 +84,96 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where a secret is, as the config names it; read by [`SecretRef::resolve`] only when a
+/// command needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    source: SecretSource,
+    /// The config file, and the line, column and key that named the secret.
+    file: String,
+    line: usize,
+    column: usize,
+    key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SecretSource {
+    Inline(Secret),
+    Env(String),
+    File(PathBuf),
+    /// A file of `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`).
+    Credential(String),
+}
+
+/// The variable systemd sets to the directory of a service's credentials.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+impl From<Secret> for SecretRef {
+    /// A secret given in code (tests, the demo portal): there is nothing to read.
+    fn from(secret: Secret) -> SecretRef {
+        SecretRef { source: SecretSource::Inline(secret), file: String::new(), line: 0, column: 0, key: String::new() }
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret where the config says it is. The error names the config file, line
+    /// and key, and never the value.
+    pub fn resolve(&self) -> Result<Secret, ConfigError> {
+        self.with_credentials_dir(std::env::var_os(CREDENTIALS_DIRECTORY).as_deref())
+    }
+
+    /// [`SecretRef::resolve`] with the credentials directory given.
+    fn with_credentials_dir(&self, credentials: Option<&std::ffi::OsStr>) -> Result<Secret, ConfigError> {
+        let read_file = |path: &Path| match std::fs::read_to_string(path) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_owned())),
+            Ok(_) => Err(self.err(format!("{} is empty", path.display()))),
+            Err(e) => Err(self.err(format!("cannot read {}: {e}", path.display()))),
+        };
+        match &self.source {
+            SecretSource::Inline(secret) => Ok(secret.clone()),
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_owned())),
+                _ => Err(self.err(format!("environment variable {name} is not set"))),
+            },
+            SecretSource::File(path) => read_file(path),
+            SecretSource::Credential(name) => match credentials {
+                Some(dir) if !dir.is_empty() => read_file(&Path::new(dir).join(name)),
+                _ => Err(self.err(format!(
+                    "credential {name}: ${CREDENTIALS_DIRECTORY} is not set (systemd sets it for a service with \
+                     LoadCredential=; by hand, set it to the folder holding the file {name})"
+                ))),
+            },
+        }
+    }
+
+    /// [`SecretRef::resolve`], then `check` on the value; its complaint is a config error too.
+    pub fn resolve_checked(&self, check: impl Fn(&str) -> Result<(), String>) -> Result<Secret, ConfigError> {
+        let secret = self.resolve()?;
+        check(secret.expose()).map_err(|m| self.err(m))?;
+        Ok(secret)
+    }
+
+    /// Where the secret is read from, for `check --offline`; never the value.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            SecretSource::Inline(_) => "given inline".to_owned(),
+            SecretSource::Env(name) => format!("from environment variable {name}"),
+            SecretSource::File(path) => format!("from file {}", path.display()),
+            SecretSource::Credential(name) => format!("from systemd credential {name}"),
+        }
+    }
+
+    fn err(&self, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            key: self.key.clone(),
+            message,
+        }
+    }
+}
+
 /// The whole configuration, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -101,7 +194,7 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CrmSourceKind {
     /// A real portal through an incoming webhook.
-    Bitrix24 { webhook_url: Secret },
+    Bitrix24 { webhook_url: SecretRef },
     /// The built-in demo portal, served by the Bitrix24 emulator on loopback.
     Demo,
 }
@@ -150,7 +243,7 @@ pub enum MailTransportKind {
         port: u16,
         tls: TlsMode,
         username: Option<String>,
-        password: Option<Secret>,
+        password: Option<SecretRef>,
     },
     /// Writes each message as an `.eml` file into the directory.
     Outbox {
@@ -346,6 +439,30 @@ impl Config {
     pub fn job(&self, name: &str) -> Option<&JobConfig> {
         self.jobs.iter().find(|j| j.name == name)
     }
+
+    /// The secrets the config names, by key: what `check --offline` lists.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut found = Vec::new();
+        if let CrmSourceKind::Bitrix24 { webhook_url } = &self.crm.source {
+            found.push(("crm.webhook_url", webhook_url));
+        }
+        if let MailTransportKind::Smtp { password: Some(password), .. } = &self.mail.transport {
+            found.push(("mail.password", password));
+        }
+        found
+    }
+
+    /// Reads the secrets a command will use (the CRM's, the mail server's) now, so that one
+    /// that is missing stops it at start with a config error rather than midway.
+    pub fn require_secrets(&self, crm: bool, mail: bool) -> Result<(), ConfigError> {
+        if crm && let CrmSourceKind::Bitrix24 { webhook_url } = &self.crm.source {
+            webhook_url.resolve_checked(check_webhook_url)?;
+        }
+        if mail && let MailTransportKind::Smtp { password: Some(password), .. } = &self.mail.transport {
+            password.resolve()?;
+        }
+        Ok(())
+    }
 }
 
 // ---- the TOML as written ----
@@ -375,6 +492,7 @@ struct RawCrm {
     webhook_url: Option<String>,
     webhook_url_env: Option<Spanned<String>>,
     webhook_url_file: Option<Spanned<String>>,
+    webhook_url_credential: Option<Spanned<String>>,
     #[serde(default)]
     departments: Vec<Id>,
     #[serde(default)]
@@ -404,6 +522,7 @@ struct RawMail {
     password: Option<String>,
     password_env: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
+    password_credential: Option<Spanned<String>>,
     from: Spanned<String>,
     reply_to: Option<Spanned<String>>,
     #[serde(default)]
@@ -597,22 +716,23 @@ impl Ctx<'_> {
         let source = match raw.source.get_ref().as_str() {
             "demo" => CrmSourceKind::Demo,
             "bitrix24" => {
-                let url = self
-                    .secret(
-                        raw.webhook_url,
-                        raw.webhook_url_env,
-                        raw.webhook_url_file,
-                        "crm.webhook_url",
+                let given = SecretForms {
+                    inline: raw.webhook_url,
+                    env: raw.webhook_url_env,
+                    file: raw.webhook_url_file,
+                    credential: raw.webhook_url_credential,
+                };
+                let url = self.secret(given, "crm.webhook_url", span.clone())?.ok_or_else(|| {
+                    self.err(
                         span.clone(),
-                    )?
-                    .ok_or_else(|| {
-                        self.err(
-                            span.clone(),
-                            "crm.webhook_url",
-                            "crm.source = \"bitrix24\" needs webhook_url, webhook_url_env or webhook_url_file",
-                        )
-                    })?;
-                check_webhook_url(url.expose()).map_err(|m| self.err(span.clone(), "crm.webhook_url", m))?;
+                        "crm.webhook_url",
+                        "crm.source = \"bitrix24\" needs webhook_url, webhook_url_env, webhook_url_file or \
+                         webhook_url_credential",
+                    )
+                })?;
+                if let SecretSource::Inline(inline) = &url.source {
+                    check_webhook_url(inline.expose()).map_err(|m| self.err(span.clone(), "crm.webhook_url", m))?;
+                }
                 CrmSourceKind::Bitrix24 { webhook_url: url }
             }
             other => {
@@ -723,8 +843,13 @@ impl Ctx<'_> {
                     TlsMode::None => 25,
                 };
                 let port = self.bounded(raw.port, "mail.port", default_port, 1..=u16::MAX, "a TCP port")?;
-                let password =
-                    self.secret(raw.password, raw.password_env, raw.password_file, "mail.password", span.clone())?;
+                let given = SecretForms {
+                    inline: raw.password,
+                    env: raw.password_env,
+                    file: raw.password_file,
+                    credential: raw.password_credential,
+                };
+                let password = self.secret(given, "mail.password", span.clone())?;
                 MailTransportKind::Smtp { host: host.into_inner(), port, tls, username: raw.username, password }
             }
             other => {
@@ -863,42 +988,58 @@ impl Ctx<'_> {
         Ok(PeriodTargets { week: set(raw.week, "week")?, month: set(raw.month, "month")? })
     }
 
-    /// One secret from its inline, `_env` or `_file` form; at most one may be given.
-    fn secret(
-        &self,
-        inline: Option<String>,
-        env: Option<Spanned<String>>,
-        file: Option<Spanned<String>>,
-        key: &str,
-        section: Range<usize>,
-    ) -> Result<Option<Secret>, ConfigError> {
-        let given = inline.is_some() as u8 + env.is_some() as u8 + file.is_some() as u8;
-        if given > 1 {
-            return Err(self.err(section, key, format!("give only one of {key}, {key}_env, {key}_file")));
+    /// Where one secret is, from its inline, `_env`, `_file` or `_credential` form; at most
+    /// one may be given. Nothing is read here ([`SecretRef::resolve`]).
+    fn secret(&self, given: SecretForms, key: &str, section: Range<usize>) -> Result<Option<SecretRef>, ConfigError> {
+        let SecretForms { inline, env, file, credential } = given;
+        let count = inline.is_some() as u8 + env.is_some() as u8 + file.is_some() as u8 + credential.is_some() as u8;
+        if count > 1 {
+            return Err(self.err(
+                section,
+                key,
+                format!("give only one of {key}, {key}_env, {key}_file, {key}_credential"),
+            ));
         }
+        let at = |span: Range<usize>, key: String, source: SecretSource| {
+            let (line, column) = line_col(self.text, span.start);
+            SecretRef { source, file: self.name.to_owned(), line, column, key }
+        };
         if let Some(v) = inline {
-            return Ok(Some(Secret(v)));
+            return Ok(Some(at(section, key.to_owned(), SecretSource::Inline(Secret(v)))));
         }
-        if let Some(var) = env {
-            let name = var.get_ref();
-            return match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_owned()))),
-                _ => {
-                    Err(self.err(var.span(), &format!("{key}_env"), format!("environment variable {name} is not set")))
-                }
-            };
-        }
-        if let Some(path) = file {
-            return match std::fs::read_to_string(path.get_ref()) {
-                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_owned()))),
-                Ok(_) => Err(self.err(path.span(), &format!("{key}_file"), format!("{} is empty", path.get_ref()))),
-                Err(e) => {
-                    Err(self.err(path.span(), &format!("{key}_file"), format!("cannot read {}: {e}", path.get_ref())))
-                }
-            };
-        }
-        Ok(None)
+        let (form, value) = match (env, file, credential) {
+            (Some(v), _, _) => ("env", v),
+            (_, Some(v), _) => ("file", v),
+            (_, _, Some(v)) => ("credential", v),
+            _ => return Ok(None),
+        };
+        let form_key = format!("{key}_{form}");
+        let name = value.get_ref().trim();
+        let source = match form {
+            "env" if !name.is_empty() => SecretSource::Env(name.to_owned()),
+            "file" if !name.is_empty() => SecretSource::File(PathBuf::from(name)),
+            "credential" if !name.is_empty() && !name.contains('/') && name != "." && name != ".." => {
+                SecretSource::Credential(name.to_owned())
+            }
+            "credential" => {
+                return Err(self.err(
+                    value.span(),
+                    &form_key,
+                    "expected the name of a credential (LoadCredential=NAME:...)",
+                ));
+            }
+            _ => return Err(self.err(value.span(), &form_key, "must not be empty")),
+        };
+        Ok(Some(at(value.span(), form_key, source)))
     }
+}
+
+/// The forms a secret may be given in; at most one is.
+struct SecretForms {
+    inline: Option<String>,
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    credential: Option<Spanned<String>>,
 }
 
 /// Parses a crontab(5) line of five fields (or an `@daily`-style alias).
@@ -983,12 +1124,7 @@ from = "reports@example.ru"
         for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                // The example names its secrets by environment variable.
-                // SAFETY: tests in this module do not read these variables concurrently.
-                unsafe {
-                    std::env::set_var("SALESPULSE_WEBHOOK_URL", "https://example.bitrix24.ru/rest/1/abc/");
-                    std::env::set_var("SALESPULSE_SMTP_PASSWORD", "secret");
-                }
+                // Without any secret present: they are read when used.
                 Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
         }
@@ -1058,9 +1194,16 @@ departments = [3]
 transport = "outbox"
 from = "reports@example.ru"
 "#;
-        let (line, key, msg) = invalid(text);
-        assert_eq!((line, key.as_str()), (4, "crm.webhook_url_env"));
-        assert!(msg.contains("SALESPULSE_TEST_UNSET_VARIABLE"));
+        // Reading the config reads no secret; the command that needs it does.
+        let c = parse(text).unwrap();
+        c.require_secrets(false, true).unwrap();
+        match c.require_secrets(true, false) {
+            Err(ConfigError::Invalid { file, line, key, message, .. }) => {
+                assert_eq!((file.as_str(), line, key.as_str()), ("test.toml", 4, "crm.webhook_url_env"));
+                assert!(message.contains("SALESPULSE_TEST_UNSET_VARIABLE"), "{message}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
 
         let inline = text.replace(
             "webhook_url_env = \"SALESPULSE_TEST_UNSET_VARIABLE\"",
@@ -1068,6 +1211,37 @@ from = "reports@example.ru"
         );
         let c = parse(&inline).unwrap();
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn a_credential_is_read_from_the_credentials_directory_when_used() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("smtp_password"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("webhook"), "http://portal.example.ru/rest/1/x/\n").unwrap();
+        let text = |url_key: &str| {
+            format!(
+                "[crm]\nsource = \"bitrix24\"\n{url_key}\ndepartments = [1]\n[mail]\ntransport = \"smtp\"\n\
+                 host = \"smtp.example.ru\"\nusername = \"r@example.ru\"\npassword_credential = \"smtp_password\"\n\
+                 from = \"a@b.ru\"\n"
+            )
+        };
+        let c = parse(&text("webhook_url_credential = \"webhook\"")).unwrap();
+        let MailTransportKind::Smtp { password: Some(password), .. } = &c.mail.transport else { panic!() };
+        assert_eq!(password.describe(), "from systemd credential smtp_password");
+        // Outside systemd (no $CREDENTIALS_DIRECTORY) the error says what to do.
+        let no_dir = password.with_credentials_dir(None).unwrap_err().to_string();
+        assert!(no_dir.contains("test.toml:9") && no_dir.contains("mail.password_credential"), "{no_dir}");
+        assert!(no_dir.contains("CREDENTIALS_DIRECTORY"), "{no_dir}");
+        let found = password.with_credentials_dir(Some(dir.path().as_os_str())).unwrap();
+        assert_eq!(found.expose(), "s3cret");
+        // A webhook read later is checked as an inline one is at load.
+        let CrmSourceKind::Bitrix24 { webhook_url } = &c.crm.source else { panic!() };
+        let url = webhook_url.with_credentials_dir(Some(dir.path().as_os_str())).unwrap();
+        assert!(check_webhook_url(url.expose()).is_err());
+        let (line, key, _) = invalid(&text("webhook_url_credential = \"../etc/passwd\""));
+        assert_eq!((line, key.as_str()), (3, "crm.webhook_url_credential"));
+        let (_, key, msg) = invalid(&text("webhook_url_credential = \"w\"\nwebhook_url_env = \"W\""));
+        assert_eq!(key, "crm.webhook_url", "{msg}");
     }
 
     #[test]

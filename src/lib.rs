@@ -17,6 +17,7 @@ pub mod kpi;
 pub mod locale;
 pub mod mail;
 pub mod pipeline;
+pub mod private_fs;
 pub mod render;
 pub mod schedule;
 pub mod store;

@@ -41,6 +41,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::private_fs;
+
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "salespulse.sqlite3";
 /// The daemon's lock file inside the state directory.
@@ -126,6 +128,8 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: usize, known: usize },
     #[error("failed to {action} ({source})")]
     Sql { action: String, source: rusqlite::Error },
+    #[error("failed to create database {path} ({source})")]
+    Create { path: PathBuf, source: std::io::Error },
     #[error("failed to write report file {path} ({source})")]
     WriteFile { path: PathBuf, source: std::io::Error },
     #[error("failed to read report file {path} ({source})")]
@@ -323,9 +327,10 @@ impl Store {
     /// date.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let dir_err = |source| StoreError::Dir { path: state_dir.to_owned(), source };
-        fs::create_dir_all(state_dir).map_err(dir_err)?;
+        private_fs::create_dir_all(state_dir).map_err(dir_err)?;
         let state_dir = state_dir.canonicalize().map_err(dir_err)?;
         let path = state_dir.join(DB_FILE);
+        private_fs::prepare_sqlite(&path).map_err(|source| StoreError::Create { path: path.clone(), source })?;
         let open_err = |source| StoreError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_err)?;
         // Another process (a manual `send`) may hold the write lock briefly.
@@ -342,10 +347,11 @@ impl Store {
 
     /// Takes the daemon lock of a state directory, or says that another daemon holds it.
     pub fn lock_daemon(state_dir: &Path) -> Result<DaemonLock, StoreError> {
-        fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir { path: state_dir.to_owned(), source })?;
+        private_fs::create_dir_all(state_dir)
+            .map_err(|source| StoreError::Dir { path: state_dir.to_owned(), source })?;
         let path = state_dir.join(LOCK_FILE);
         let lock_err = |source| StoreError::Lock { path: path.clone(), source };
-        let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(lock_err)?;
+        let mut file = private_fs::open_file(&path, false).map_err(lock_err)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
@@ -753,7 +759,7 @@ impl Owner {
 
     fn create(state_dir: &Path) -> Result<Owner, StoreError> {
         let dir = Owner::dir(state_dir);
-        fs::create_dir_all(&dir).map_err(|source| StoreError::Dir { path: dir.clone(), source })?;
+        private_fs::create_dir_all(&dir).map_err(|source| StoreError::Dir { path: dir.clone(), source })?;
         Owner::sweep(&dir);
         let token = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
         let path = dir.join(format!("{token}.lock"));
@@ -761,7 +767,7 @@ impl Owner {
         // Locked under a name the sweep ignores, then renamed: a `.lock` file that another
         // process finds unlocked is always a dead one's.
         let tmp = dir.join(format!("{token}.new"));
-        let file = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp).map_err(lock_err)?;
+        let file = private_fs::open_file(&tmp, true).map_err(lock_err)?;
         file.lock().map_err(lock_err)?;
         fs::rename(&tmp, &path).map_err(lock_err)?;
         Ok(Owner { token, path, _file: file })
@@ -843,14 +849,8 @@ pub(crate) fn run_migrations(conn: &mut Connection, steps: &[&str]) -> Result<()
 /// Writes through a temporary file and a rename, so a crash never leaves half a PDF that a
 /// retry would send.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let err = |source| StoreError::WriteFile { path: path.to_owned(), source };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = File::create(&tmp).map_err(err)?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(err)?;
-    fs::rename(&tmp, path).map_err(err)
+    private_fs::write_file_atomically(path, bytes, true)
+        .map_err(|source| StoreError::WriteFile { path: path.to_owned(), source })
 }
 
 /// A name usable as one path component everywhere: job names and period labels already

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{MailError, Mailer, Outgoing};
+use crate::private_fs;
 
 /// Writes messages into a folder instead of sending them.
 #[derive(Clone, Debug)]
@@ -29,9 +30,11 @@ impl OutboxMailer {
         let failed = |what: &str, p: &Path, e: std::io::Error| MailError::Permanent {
             detail: format!("outbox: cannot {what} {} ({e})", p.display()),
         };
-        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| failed("create folder", &self.dir, e))?;
+        let dir = self.dir.clone();
+        blocking(move || private_fs::create_dir_all(&dir)).await.map_err(|e| failed("create folder", &self.dir, e))?;
         let probe = self.dir.join(format!(".check.{}.tmp", std::process::id()));
-        tokio::fs::write(&probe, b"").await.map_err(|e| failed("write", &probe, e))?;
+        let p = probe.clone();
+        blocking(move || private_fs::write_file(&p, b"")).await.map_err(|e| failed("write", &probe, e))?;
         let _ = tokio::fs::remove_file(&probe).await;
         Ok(())
     }
@@ -56,17 +59,18 @@ fn file_stem(message_id: &str) -> String {
 impl Mailer for OutboxMailer {
     async fn send(&self, message: &Outgoing) -> Result<(), MailError> {
         let path = self.path_for(&message.message_id);
-        let tmp = self.dir.join(format!(".{}.{}.tmp", file_stem(&message.message_id), std::process::id()));
-        let failed = |what: &str, p: &Path, e: std::io::Error| MailError::Transient {
-            detail: format!("outbox: cannot {what} {} ({e})", p.display()),
-        };
-        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| failed("create folder", &self.dir, e))?;
-        tokio::fs::write(&tmp, &message.bytes).await.map_err(|e| failed("write", &tmp, e))?;
-        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(failed("rename into", &path, e));
-        }
-        Ok(())
+        let (p, bytes) = (path.clone(), message.bytes.clone());
+        blocking(move || private_fs::write_file_atomically(&p, &bytes, false))
+            .await
+            .map_err(|e| MailError::Transient { detail: format!("outbox: cannot write {} ({e})", path.display()) })
+    }
+}
+
+/// Runs file system work off the async threads, as `tokio::fs` does.
+async fn blocking(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::io::Result<()> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(std::io::Error::other(e)),
     }
 }
 

@@ -83,11 +83,15 @@ impl SmtpMailer {
             .tls(tls)
             .timeout(Some(timeout))
             .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(60)));
+        let password = match password {
+            Some(p) => Some(p.resolve().map_err(|e| MailError::Compose { detail: e.to_string() })?),
+            None => None,
+        };
         if let Some(user) = username {
             let pass = password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
             builder = builder.credentials(Credentials::new(user.clone(), pass));
         }
-        Ok(SmtpMailer { transport: builder.build(), server, password: password.clone(), timeout })
+        Ok(SmtpMailer { transport: builder.build(), server, password, timeout })
     }
 
     /// Connects, says EHLO, upgrades to TLS and logs in if configured, without sending

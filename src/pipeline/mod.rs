@@ -71,6 +71,9 @@ pub enum PipelineError {
         "failed to render {report} for job {job}: salespulse panicked ({message}); this is a bug, please report it"
     )]
     Panic { job: String, report: String, message: String },
+    /// A secret the config names could not be read.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The message a panic carried, for an error that replaces it.
@@ -294,7 +297,8 @@ impl Pipeline {
         let settings = self.client_settings();
         match &crm.source {
             CrmSourceKind::Bitrix24 { webhook_url } => {
-                let client = Bitrix24Client::new(webhook_url, settings)?;
+                let webhook_url = webhook_url.resolve_checked(crate::config::check_webhook_url)?;
+                let client = Bitrix24Client::new(&webhook_url, settings)?;
                 if crm.cache {
                     let cached = CachedClient::new(client, self.cache_settings(None));
                     return Ok(cached.fetch(request).await?);
@@ -430,9 +434,11 @@ pub fn safe_file_stem(name: &str) -> String {
 /// Writes each report's PDF and its `.json` into `dir` (the `report` command).
 pub fn write_reports(dir: &Path, reports: &[RenderedReport]) -> Result<Vec<PathBuf>, PipelineError> {
     let write = |path: PathBuf, bytes: &[u8]| {
-        std::fs::write(&path, bytes).map_err(|source| PipelineError::Write { path: path.display().to_string(), source })
+        crate::private_fs::write_file(&path, bytes)
+            .map_err(|source| PipelineError::Write { path: path.display().to_string(), source })
     };
-    std::fs::create_dir_all(dir).map_err(|source| PipelineError::Write { path: dir.display().to_string(), source })?;
+    crate::private_fs::create_dir_all(dir)
+        .map_err(|source| PipelineError::Write { path: dir.display().to_string(), source })?;
     let mut written = Vec::new();
     for r in reports {
         let pdf = dir.join(&r.file_name);

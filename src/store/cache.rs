@@ -72,6 +72,8 @@ pub enum CacheError {
     Remove { path: PathBuf, source: std::io::Error },
     #[error("failed to create state directory {path} ({source})")]
     Dir { path: PathBuf, source: std::io::Error },
+    #[error("failed to create CRM cache {path} ({source})")]
+    Create { path: PathBuf, source: std::io::Error },
 }
 
 impl CacheError {
@@ -175,8 +177,10 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 impl CrmCache {
     /// Opens (creating, migrating) `state_dir/crm-cache.sqlite3`.
     pub fn open(state_dir: &Path) -> Result<CrmCache, CacheError> {
-        fs::create_dir_all(state_dir).map_err(|source| CacheError::Dir { path: state_dir.to_owned(), source })?;
+        crate::private_fs::create_dir_all(state_dir)
+            .map_err(|source| CacheError::Dir { path: state_dir.to_owned(), source })?;
         let path = state_dir.join(CACHE_FILE);
+        crate::private_fs::prepare_sqlite(&path).map_err(|source| CacheError::Create { path: path.clone(), source })?;
         let open_err = |source| CacheError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(open_err)?;

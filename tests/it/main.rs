@@ -11,6 +11,8 @@ mod daemon_faults;
 mod docs;
 mod e2e;
 mod faults;
+mod install;
+mod private;
 mod render;
 mod reports;
 mod smtp;

@@ -129,7 +129,7 @@ async fn a_wrong_password_is_permanent_and_never_printed() {
     let wrong = "wrong-Пароль-777";
     let mut mail = smtp.mail_config();
     if let MailTransportKind::Smtp { password, .. } = &mut mail.transport {
-        *password = Some(Secret::new(wrong));
+        *password = Some(Secret::new(wrong).into());
     }
     let out = compose_for(&mail, &job(ReportKind::Manager, None), &manager_report(), &pdf_bytes(100), &ivan());
 

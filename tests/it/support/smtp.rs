@@ -255,7 +255,7 @@ impl TestSmtp {
                     port: self.port,
                     tls: TlsMode::Starttls,
                     username: Some(self.username.clone()),
-                    password: Some(Secret::new(self.password.clone())),
+                    password: Some(Secret::new(self.password.clone()).into()),
                 }
             },
             from: format!("Отчёты продаж <{TEST_USER}>"),
