@@ -828,8 +828,10 @@ async fn shutdown_during_a_run_finishes_and_records_the_delivery_in_flight() {
     assert_eq!((last.outcome, last.sent), (RunOutcome::Ok, 3));
 }
 
+/// The settings the daemon relies on; `systemd-analyze verify` and `security` run on the
+/// installed unit in `install::the_unit_verifies_and_keeps_its_exposure_score`.
 #[test]
-fn the_systemd_unit_passes_systemd_analyze_verify() {
+fn the_systemd_unit_has_the_settings_the_daemon_relies_on() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/salespulse.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     for line in [
@@ -838,32 +840,17 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         "StateDirectory=salespulse",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
-        "EnvironmentFile=-/etc/salespulse/env",
+        "LoadCredential=webhook_url:/etc/salespulse/credentials/webhook_url",
+        "LoadCredential=smtp_password:/etc/salespulse/credentials/smtp_password",
         "ExecStart=/usr/local/bin/salespulse run --config /etc/salespulse/salespulse.toml",
         "Restart=on-failure",
         &format!("RestartForceExitStatus={}", daemon::EXIT_RESTART),
+        // A bad config or a missing secret exits 2 (cli), which a restart cannot fix.
+        "RestartPreventExitStatus=2",
     ] {
         assert!(text.lines().any(|l| l.trim() == line), "the unit lacks {line:?}");
     }
-    let Ok(found) = std::process::Command::new("systemd-analyze").arg("--version").output() else {
-        println!("skipped: systemd-analyze not found");
-        return;
-    };
-    assert!(found.status.success());
-    // `verify` checks that ExecStart's binary exists; point it at a stand-in with the same
-    // name in a copy of the unit.
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("salespulse");
-    std::fs::write(&bin, "#!/bin/sh\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = dir.path().join("salespulse.service");
-    std::fs::write(&copy, text.replace("/usr/local/bin/salespulse", &bin.display().to_string())).unwrap();
-    let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&copy).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // Lines about other units on this machine are not ours to judge.
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("salespulse")).collect();
-    assert!(out.status.success() && ours.is_empty(), "systemd-analyze verify:\n{stderr}");
+    assert!(!text.contains("EnvironmentFile"), "secrets come as credentials, not from an environment file");
 }
 
 // ---- the real binary, killed ----
