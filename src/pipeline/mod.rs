@@ -272,7 +272,8 @@ impl Pipeline {
     pub async fn webhook_scopes(&self) -> Result<Option<Vec<String>>, PipelineError> {
         match &self.config.crm.source {
             CrmSourceKind::Bitrix24 { webhook_url } => {
-                Ok(Some(Bitrix24Client::new(webhook_url, self.client_settings())?.scopes().await?))
+                let webhook_url = webhook_url.resolve_checked(crate::config::check_webhook_url)?;
+                Ok(Some(Bitrix24Client::new(&webhook_url, self.client_settings())?.scopes().await?))
             }
             CrmSourceKind::Demo => Ok(None),
         }
