@@ -15,10 +15,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, JobConfig};
 use crate::domain::{Id, Period};
-use crate::pipeline::deliver::{DeliverOptions, DeliverySummary};
+use crate::pipeline::deliver::{DeliverOptions, DeliverySummary, FailedDelivery};
 use crate::pipeline::{Pipeline, PipelineRunner, RenderRequest, write_reports};
 use crate::schedule::{self, Clock, SystemClock};
 use crate::store::Store;
+use crate::text::one_line;
 
 #[derive(Parser, Debug)]
 #[command(name = "salespulse", version, about = "Sales KPI reports from Bitrix24, as PDFs by e-mail")]
@@ -204,7 +205,7 @@ fn write_report_files(
     period: &Period,
     reports: &[crate::pipeline::RenderedReport],
 ) -> Result<(), Failure> {
-    let dir = out.join(&job.name).join(crate::pipeline::safe_file_stem(&period.label()));
+    let dir = out.join(&job.name).join(crate::text::file_name(&period.label(), "period"));
     for path in write_reports(&dir, reports).map_err(anyhow::Error::from)? {
         println!("{}", path.display());
     }
@@ -286,17 +287,19 @@ fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {
         summary.skipped,
         summary.failed.len()
     );
+    // CRM strings (names, addresses, errors quoting them) are flattened to one line each.
+    let who = |f: &FailedDelivery| format!("{} <{}>", one_line(&f.recipient_name), one_line(&f.to.join(", ")));
     for f in &summary.failed {
-        println!("  failed: {} <{}>: {}", f.recipient_name, f.to.join(", "), f.reason);
+        println!("  failed: {}: {}", who(f), one_line(&f.reason));
     }
     for u in &summary.unknown {
-        println!("  sent again after an interrupted attempt: {} <{}>", u.recipient_name, u.to.join(", "));
+        println!("  sent again after an interrupted attempt: {}", who(u));
     }
     for n in &summary.notices {
-        println!("  sent with a note: {} <{}>: {}", n.recipient_name, n.to.join(", "), n.reason);
+        println!("  sent with a note: {}: {}", who(n), one_line(&n.reason));
     }
     if let Some(e) = &summary.digest_error {
-        println!("  the admin digest could not be sent: {e}");
+        println!("  the admin digest could not be sent: {}", one_line(e));
     }
 }
 
@@ -305,7 +308,7 @@ fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {
 fn run_outcome(run: &crate::store::RunRecord, runs: u32, attempts: u32) -> String {
     use crate::store::RunOutcome;
     let in_runs = if runs > 1 { format!(" in {runs} runs") } else { String::new() };
-    let error = run.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+    let error = run.detail.as_deref().map(|d| format!(": {}", one_line(d))).unwrap_or_default();
     match run.outcome {
         RunOutcome::Running if run.attempts > 0 => {
             format!("running, {} failed attempt(s) so far{in_runs}{error}", run.attempts)
@@ -352,15 +355,16 @@ fn status_report(config: &Config, store: &Store, now: chrono::DateTime<chrono::U
     } else {
         writeln!(out, "deliveries pending or failed:")?;
         for d in unsent {
+            // The name, addresses and error come from the CRM or quote it: one line each.
             writeln!(
                 out,
                 "  {} {} {} <{}>: {}{}",
                 d.key.job,
                 d.key.period,
-                d.recipient_name,
-                d.to.join(", "),
+                one_line(&d.recipient_name),
+                one_line(&d.to.join(", ")),
                 d.state.as_str(),
-                d.last_error.map(|e| format!(" ({e})")).unwrap_or_default()
+                d.last_error.map(|e| format!(" ({})", one_line(&e))).unwrap_or_default()
             )?;
         }
     }

@@ -76,6 +76,13 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with this secret masked in every form a server may echo it in: as it is,
+    /// percent-encoded and base64-encoded ([`crate::text::scrub`]). Every error text that
+    /// may hold a server's words goes through this before it is shown or stored.
+    pub fn scrub(&self, text: &str) -> String {
+        crate::text::scrub(text, &self.0)
+    }
 }
 
 impl fmt::Debug for Secret {

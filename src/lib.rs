@@ -21,3 +21,4 @@ pub mod private_fs;
 pub mod render;
 pub mod schedule;
 pub mod store;
+pub mod text;

@@ -42,6 +42,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::private_fs;
+use crate::text::file_name;
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "salespulse.sqlite3";
@@ -389,7 +390,7 @@ impl Store {
         // process that is sending them, whatever happens between the read above and the
         // update below.
         let dir = self.report_dir(&new.key.job, &new.key.period);
-        let stem = format!("{}.{:08x}", safe_component(&new.key.recipient_key), fastrand::u32(..));
+        let stem = format!("{}.{:08x}", file_name(&new.key.recipient_key, "_"), fastrand::u32(..));
         let pdf_rel = dir.join(format!("{stem}.pdf"));
         let json_rel = dir.join(format!("{stem}.json"));
         write_atomically(&self.state_dir.join(&pdf_rel), new.pdf)?;
@@ -627,7 +628,7 @@ impl Store {
 
     /// `reports/<job>/<period>`, relative to the state directory.
     pub fn report_dir(&self, job: &str, period: &str) -> PathBuf {
-        Path::new("reports").join(safe_component(job)).join(safe_component(period))
+        Path::new("reports").join(file_name(job, "_")).join(file_name(period, "_"))
     }
 
     /// Records that a run of `job` for `slot` began; returns its id for [`Store::finish_run`].
@@ -853,14 +854,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         .map_err(|source| StoreError::WriteFile { path: path.to_owned(), source })
 }
 
-/// A name usable as one path component everywhere: job names and period labels already
-/// are; anything else is replaced rather than trusted.
-fn safe_component(s: &str) -> String {
-    let cleaned: String =
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
-    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') { format!("_{cleaned}") } else { cleaned }
-}
-
 fn path_text(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -889,7 +882,7 @@ mod tests {
                     key: key(r),
                     recipient_name: "Иван Петров",
                     to: &to,
-                    file_name: "2026-W47 Иван Петров.pdf",
+                    file_name: "2026-W47 Иван Петров (17).pdf",
                     pdf,
                     json: "{}",
                 },

@@ -97,6 +97,20 @@ pub struct EmulatorOptions {
     /// Added to every command's measured execution time, so that a test reaches the limit
     /// after a few commands instead of after eight minutes of work.
     pub operating_cost_per_command: Duration,
+    /// Answer every request with the webhook code in the answer, as a portal may.
+    pub leak_token: Option<TokenLeak>,
+}
+
+/// How a portal shows a request's webhook code back in its answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TokenLeak {
+    /// `302` to the portal's login page with the request path in `backurl`, percent-encoded
+    /// with upper-case hex (`/auth/?backurl=%2Frest%2F1%2F<code>%2Fbatch`), and an HTML page:
+    /// what a blocked, unpaid or moved portal answers.
+    Redirect,
+    /// `401 NO_AUTH_FOUND` whose `error_description` quotes the request path as it came, and
+    /// again percent-encoded with lower-case hex.
+    EchoPath,
 }
 
 impl Default for EmulatorOptions {
@@ -117,6 +131,7 @@ impl Default for EmulatorOptions {
             operating_limit: Some(Duration::from_secs(480)),
             operating_window: Duration::from_secs(600),
             operating_cost_per_command: Duration::ZERO,
+            leak_token: None,
         }
     }
 }
@@ -285,7 +300,7 @@ struct Done {
 
 async fn handle(
     State(portal): State<Arc<Portal>>,
-    Path((_user, token, method)): Path<(String, String, String)>,
+    Path((user, token, method)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -294,6 +309,9 @@ async fn handle(
     #[allow(clippy::disallowed_methods)] // A portal's `time` object carries its wall clock.
     let started_wall = SystemTime::now();
     portal.requests.fetch_add(1, AtomicOrdering::Relaxed);
+    if let Some(leak) = portal.options.leak_token {
+        return leak_path(leak, &format!("/rest/{user}/{token}/{method}"));
+    }
     let response = serve(&portal, &token, &method, query, &headers, &body, started_wall).await;
     portal.server_nanos.fetch_add(started.elapsed().as_nanos() as u64, AtomicOrdering::Relaxed);
     response
@@ -385,6 +403,35 @@ async fn serve(
         response.0 = StatusCode::OK;
     }
     json_response(response.0, response.1)
+}
+
+/// The answer of a portal that shows `path` (with the webhook code in it) back.
+fn leak_path(leak: TokenLeak, path: &str) -> Response {
+    let encode = |upper: bool| -> String {
+        path.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' if upper => (b as char).to_string(),
+                _ if upper => format!("%{b:02X}"),
+                _ => format!("%{b:02x}"),
+            })
+            .collect()
+    };
+    match leak {
+        TokenLeak::Redirect => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, format!("/auth/?backurl={}", encode(true))),
+                (header::CONTENT_TYPE, "text/html".into()),
+            ],
+            format!("<html><body>Redirecting to <a href=\"/auth/?backurl={}\">login</a></body></html>", encode(true)),
+        )
+            .into_response(),
+        TokenLeak::EchoPath => error(
+            StatusCode::UNAUTHORIZED,
+            "NO_AUTH_FOUND",
+            &format!("Wrong authorization data for {path} ({})", encode(false)),
+        ),
+    }
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {

@@ -29,6 +29,7 @@ use super::{MailError, Outgoing, ReportMail};
 use crate::config::{MailConfig, ReportKind};
 use crate::kpi::ReportData;
 use crate::locale::Language;
+use crate::text::{base64, one_line};
 
 /// The KPIs a report e-mail shows, in this order.
 pub const HEADLINE_KPIS: [&str; 7] =
@@ -292,18 +293,6 @@ fn team_rows(data: &ReportData) -> Vec<TeamRow> {
         .collect()
 }
 
-/// A header value on one line: control characters (CR, LF, tabs) become spaces, runs of
-/// white space one space. lettre encodes what remains, so it cannot end the header.
-fn one_line(s: &str) -> String {
-    s.split(|c: char| c.is_control() || c.is_whitespace()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
-}
-
-/// A file name safe to offer: one line, no path separators.
-fn safe_file_name(name: &str) -> String {
-    let name = one_line(name).replace(['/', '\\'], "_");
-    if name.is_empty() { "report.pdf".to_owned() } else { name }
-}
-
 /// 64-bit FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
 fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -350,24 +339,6 @@ fn human_size(bytes: usize, lang: Language) -> String {
     }
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// RFC 2047 encoded words for a `Content-Type` `name` parameter: what older clients
 /// (Outlook among them) read when they ignore RFC 2231's `filename*`.
 fn rfc2047_words(text: &str) -> String {
@@ -397,7 +368,7 @@ pub fn compose(mail: &MailConfig, report: &ReportMail<'_>) -> Result<Outgoing, M
     let lang = language_of(data);
     let from = parse_mailbox("mail.from", &mail.from)?;
     let to = parse_recipients(report.to)?;
-    let file_name = safe_file_name(report.file_name);
+    let file_name = crate::text::file_name(report.file_name, "report.pdf");
 
     let attachment_omitted = base64_size(report.pdf.len()) > mail.max_attachment_bytes;
     let base = context! {
@@ -577,11 +548,13 @@ pub fn compose_digest(
 }
 
 #[derive(Serialize)]
-struct DigestRow<'a> {
-    recipient_key: &'a str,
+/// One line of the digest: every CRM string in it flattened to one line, so that nothing
+/// in a name, an address or an error can add a line (a fake resend command, say).
+struct DigestRow {
+    recipient_key: String,
     recipient_name: String,
-    to: &'a [String],
-    reason: &'a str,
+    to: Vec<String>,
+    reason: String,
     command: String,
 }
 
@@ -596,13 +569,13 @@ pub fn compose_digest_in(
     period_label: &str,
     failures: &[DigestLine],
 ) -> Result<Outgoing, MailError> {
-    let rows: Vec<DigestRow<'_>> = failures
+    let rows: Vec<DigestRow> = failures
         .iter()
         .map(|f| DigestRow {
-            recipient_key: &f.recipient_key,
+            recipient_key: one_line(&f.recipient_key),
             recipient_name: one_line(&f.recipient_name),
-            to: &f.to,
-            reason: &f.reason,
+            to: f.to.iter().map(|t| one_line(t)).collect(),
+            reason: one_line(&f.reason),
             command: resend_command(config_source, job, period_label, &[&f.recipient_key]),
         })
         .collect();
@@ -712,15 +685,10 @@ mod tests {
     #[test]
     fn header_values_stay_on_one_line() {
         assert_eq!(one_line("Иван\r\nBcc: evil@example.com\t x"), "Иван Bcc: evil@example.com x");
-        assert_eq!(safe_file_name("../a\nb.pdf"), ".._a b.pdf");
     }
 
     #[test]
-    fn base64_matches_the_rfc_examples() {
-        // RFC 4648 section 10.
-        for (plain, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
-            assert_eq!(base64(plain.as_bytes()), enc);
-        }
+    fn base64_sizes_count_line_ends() {
         assert_eq!(base64_size(57), 78, "one full line of 76 characters and its CRLF");
     }
 

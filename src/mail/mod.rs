@@ -33,6 +33,11 @@ pub enum MailError {
     /// The message could not be built (bad address, template error).
     #[error("failed to compose mail ({detail})")]
     Compose { detail: String },
+    /// The server refused the login (535): nothing can be sent until the admin fixes
+    /// `mail.username` / `mail.password`, and every further try is one more failed login
+    /// (a mailbox may lock after a few), so a run stops sending at the first.
+    #[error("failed to send mail ({detail}); the SMTP server refused the login: check mail.username and mail.password")]
+    LoginRefused { detail: String },
 }
 
 impl MailError {
@@ -63,7 +68,7 @@ pub struct ReportMail<'a> {
     pub job: &'a JobConfig,
     pub data: &'a ReportData,
     pub pdf: &'a [u8],
-    /// The attachment's file name, e.g. `2026-W47 Иван Петров.pdf`.
+    /// The attachment's file name, e.g. `2026-W47 Иван Петров (17).pdf`.
     pub file_name: &'a str,
     pub to: &'a [String],
     /// Distinguishes recipients of one job and period (manager id or `department`).

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{MailError, Mailer, Outgoing};
 use crate::private_fs;
+use crate::text::file_name;
 
 /// Writes messages into a folder instead of sending them.
 #[derive(Clone, Debug)]
@@ -41,19 +42,8 @@ impl OutboxMailer {
 
     /// Where a message with this id is written.
     pub fn path_for(&self, message_id: &str) -> PathBuf {
-        self.dir.join(format!("{}.eml", file_stem(message_id)))
+        self.dir.join(format!("{}.eml", file_name(message_id, "message")))
     }
-}
-
-/// A message id as a file name: ours are already safe, but an id is data and must never
-/// climb out of the folder.
-fn file_stem(message_id: &str) -> String {
-    let stem: String = message_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+' | '=') { c } else { '_' })
-        .collect();
-    let stem = stem.trim_start_matches('.');
-    if stem.is_empty() { "message".to_owned() } else { stem.to_owned() }
 }
 
 impl Mailer for OutboxMailer {

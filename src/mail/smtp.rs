@@ -6,7 +6,8 @@
 //! `tls = "none"` to anything but loopback).
 //!
 //! The password is handed to lettre and to nothing else; every error text is scrubbed of it
-//! before it leaves this file, even though servers do not echo it.
+//! before it leaves this file, as it is and in the base64 forms AUTH sends it in (a server
+//! may echo `AUTH PLAIN`'s `\0user\0password` or `AUTH LOGIN`'s password in its 535).
 
 use std::time::Duration;
 
@@ -110,7 +111,10 @@ impl SmtpMailer {
     /// Maps lettre's error onto retry-or-not, with a text free of the password.
     fn classify(&self, e: &lettre::transport::smtp::Error) -> MailError {
         let detail = self.scrub(format!("smtp {}: {}", self.server, error_chain(e)));
-        if e.is_permanent() {
+        if e.status().is_some_and(|code| code.to_string() == "535") {
+            // 535 5.7.8: authentication credentials invalid.
+            MailError::LoginRefused { detail }
+        } else if e.is_permanent() {
             // 5xx: unknown mailbox, rejected sender, authentication refused.
             MailError::Permanent { detail }
         } else if e.is_transient() || e.is_timeout() {
@@ -139,8 +143,8 @@ impl SmtpMailer {
 
     fn scrub(&self, text: String) -> String {
         match &self.password {
-            Some(p) if !p.expose().is_empty() => text.replace(p.expose(), "***"),
-            _ => text,
+            Some(p) => p.scrub(&text),
+            None => text,
         }
     }
 }

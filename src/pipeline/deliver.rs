@@ -30,13 +30,22 @@
 //! The interrupted attempt counts towards `max_attempts`, so a message that brings the
 //! process down every time it is sent stops being retried and is reported as failed.
 //!
+//! # A refused login
+//!
+//! When the SMTP server refuses the login (535), the run stops sending: each further
+//! message would be one more failed login, and a mailbox may lock after a few. The row
+//! refused and every row not tried after it are marked failed, not permanently, with the
+//! cause, so nothing is lost: the daemon's hourly retry or its start-up, or a `send` run by
+//! hand, sends them once the login works (one login tried per run meanwhile). The failure
+//! digest, which would need the same login, is not tried either: the log says it once.
+//!
 //! A `send` run by hand while the daemon is up cannot double-send: the store's claim is an
 //! atomic conditional update, and a row claimed by a live process is never taken for
 //! interrupted.
 
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, DaemonConfig, JobConfig};
 use crate::domain::Period;
@@ -80,6 +89,8 @@ pub struct DeliverySummary {
     pub notices: Vec<FailedDelivery>,
     /// The admin digest could not be sent (the reason), when one was due.
     pub digest_error: Option<String>,
+    /// The SMTP server refused the login (the reason): the rows after it were not tried.
+    pub login_refused: Option<String>,
 }
 
 impl DeliverySummary {
@@ -90,6 +101,7 @@ impl DeliverySummary {
         self.unknown.extend(other.unknown);
         self.notices.extend(other.notices);
         self.digest_error = self.digest_error.take().or(other.digest_error);
+        self.login_refused = self.login_refused.take().or(other.login_refused);
     }
 }
 
@@ -176,11 +188,19 @@ pub async fn deliver<M: Mailer + Sync>(
     }
     let backoff = Backoff::from_config(&config.daemon);
     for (key, report) in ready {
+        if let Some(refused) = summary.login_refused.clone() {
+            summary.absorb(hold(store, &key, DeliveryState::Rendered, &refused).map_err(store_err)?);
+            continue;
+        }
         let row = Row { key, data: &report.data, pdf: &report.pdf };
         let one = send_row(store, mailer, config, job, &row, &[DeliveryState::Rendered], &backoff).await;
         summary.absorb(one.map_err(store_err)?);
     }
     for key in interrupted {
+        if summary.login_refused.is_some() {
+            // Left `unknown` for the next run, which knows what it means.
+            continue;
+        }
         // Sent as it was being sent when the crash came: the stored files, the same
         // Message-ID.
         if let Some(row) = store.delivery(&key).map_err(store_err)? {
@@ -214,6 +234,12 @@ pub async fn resume<M: Mailer + Sync>(
             DeliveryState::Sending | DeliveryState::Sent => false,
         };
         if !resumable {
+            continue;
+        }
+        if let Some(refused) = summary.login_refused.clone() {
+            if row.state != DeliveryState::Unknown {
+                summary.absorb(hold(store, &row.key, row.state, &refused).map_err(store_err)?);
+            }
             continue;
         }
         summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
@@ -282,6 +308,18 @@ fn read_stored(store: &Store, row: &Delivery) -> Result<(ReportData, Vec<u8>), S
     Ok((data, pdf))
 }
 
+/// A row not tried because the server refused the login earlier in the run: failed, not
+/// permanently, with the cause (see the module doc).
+fn hold(store: &Store, key: &DeliveryKey, from: DeliveryState, refused: &str) -> Result<DeliverySummary, StoreError> {
+    let mut summary = DeliverySummary::default();
+    if let Some(row) = store.claim(key, &[from])? {
+        let reason = format!("not tried: {refused}");
+        store.mark_failed(key, &reason, false)?;
+        summary.failed.push(failure(&row, reason, false));
+    }
+    Ok(summary)
+}
+
 fn failure(row: &Delivery, reason: String, permanent: bool) -> FailedDelivery {
     FailedDelivery {
         recipient_key: row.key.recipient_key.clone(),
@@ -318,7 +356,9 @@ async fn send_row<M: Mailer + Sync>(
         Ok(())
     };
     if claimed.to.is_empty() {
-        fail(&mut summary, "no e-mail address in Bitrix24".to_owned(), true)?;
+        let reason =
+            "no usable e-mail address in Bitrix24 (EMAIL is empty or not one bare address such as name@example.ru)";
+        fail(&mut summary, reason.to_owned(), true)?;
         return Ok(summary);
     }
     if interrupted && claimed.attempts >= backoff.max_attempts {
@@ -381,6 +421,12 @@ async fn send_row<M: Mailer + Sync>(
                     return Ok(summary);
                 }
             }
+            Err(e @ MailError::LoginRefused { .. }) => {
+                // Not permanent: the row is fine, the login is not (see the module doc).
+                fail(&mut summary, e.to_string(), false)?;
+                summary.login_refused = Some(e.to_string());
+                return Ok(summary);
+            }
             Err(e) => {
                 let permanent = !e.is_transient();
                 let reason = match &e {
@@ -435,6 +481,13 @@ async fn send_digest<M: Mailer + Sync>(
     summary: &mut DeliverySummary,
 ) {
     if summary.failed.is_empty() && summary.unknown.is_empty() && summary.notices.is_empty() {
+        return;
+    }
+    if let Some(refused) = &summary.login_refused {
+        // The digest needs the same login: trying it would be one more failed login.
+        error!(job = %job.name, period = %period_label, not_sent = summary.failed.len(), reason = %refused,
+            "The SMTP server refused the login; the reports not sent wait for the next run, and no failure digest can be sent.");
+        summary.digest_error = Some(format!("not tried: {refused}"));
         return;
     }
     if config.mail.admin_to.is_empty() {

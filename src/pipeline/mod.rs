@@ -43,7 +43,8 @@ pub struct RenderedReport {
     /// E-mail addresses this PDF goes to; empty when the manager has no e-mail (the
     /// ledger records that as a failure the admin hears about).
     pub to: Vec<String>,
-    /// `2026-W47 Иван Петров.pdf`: safe on every file system.
+    /// `2026-W47 Иван Петров (17).pdf`: unique within the job and period, safe on every
+    /// file system.
     pub file_name: String,
     pub pdf: Vec<u8>,
     pub data: ReportData,
@@ -385,7 +386,7 @@ fn render_one(
         source,
     })?;
     let json = serde_json::to_string_pretty(&data).expect("report data serializes");
-    let file_name = format!("{}.pdf", safe_file_stem(&format!("{} {}", data.period.label, name)));
+    let file_name = report_file_name(&data.period.label, &name, &key);
     Ok(RenderedReport { recipient_key: key, recipient_name: name, to, file_name, pdf, data, json })
 }
 
@@ -423,13 +424,18 @@ fn department_title(config: &Config) -> String {
     }
 }
 
-/// A file name stem safe on every file system: no path separators, reserved or control
-/// characters, no leading or trailing dots and spaces, at most 120 characters.
-pub fn safe_file_stem(name: &str) -> String {
-    let cleaned: String =
-        name.chars().map(|c| if c.is_control() || "/\\:*?\"<>|".contains(c) { '_' } else { c }).take(120).collect();
-    let trimmed = cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace());
-    if trimmed.is_empty() { "report".to_owned() } else { trimmed.to_owned() }
+/// The longest part of a file name a person's name may take, in bytes: with the period,
+/// the id and `.pdf`, the whole stays within [`crate::text::MAX_FILE_NAME_BYTES`].
+const NAME_BYTES: usize = 64;
+
+/// A report's PDF and attachment name: `2026-W47 Иван Петров (17).pdf`. The manager's id
+/// makes it unique (two managers may share a name); the name is cut by bytes, and the whole
+/// goes through [`crate::text::file_name`] (no separators, controls or format characters).
+/// The department report is `2026-10 Отдел продаж.pdf`.
+fn report_file_name(period: &str, name: &str, key: &str) -> String {
+    let name = crate::text::cut_bytes(name, NAME_BYTES);
+    let stem = if key == "department" { format!("{period} {name}") } else { format!("{period} {name} ({key})") };
+    crate::text::file_name(&format!("{stem}.pdf"), "report.pdf")
 }
 
 /// Writes each report's PDF and its `.json` into `dir` (the `report` command).
@@ -524,11 +530,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_stems_are_safe_and_readable() {
-        assert_eq!(safe_file_stem("2026-W47 Иван Петров"), "2026-W47 Иван Петров");
-        assert_eq!(safe_file_stem("2026-W47 a/b\\c:d*e?f\"g<h>i|j"), "2026-W47 a_b_c_d_e_f_g_h_i_j");
-        assert_eq!(safe_file_stem("..\n.."), "_");
-        assert_eq!(safe_file_stem(" . "), "report");
-        assert_eq!(safe_file_stem(&"я".repeat(300)).chars().count(), 120);
+    fn report_file_names_carry_the_id_and_stay_short() {
+        assert_eq!(report_file_name("2026-W47", "Иван Петров", "17"), "2026-W47 Иван Петров (17).pdf");
+        assert_eq!(report_file_name("2026-10", "Отдел продаж", "department"), "2026-10 Отдел продаж.pdf");
+        assert_eq!(report_file_name("2026-W47", "a/b\u{202E}fdp.exe", "9"), "2026-W47 a_bfdp.exe (9).pdf");
+        let long = report_file_name("2026-11-01..2026-11-15", &"😀".repeat(100), "18446744073709551615");
+        assert!(long.len() <= crate::text::MAX_FILE_NAME_BYTES, "{long}");
+        assert!(long.ends_with("😀 (18446744073709551615).pdf"), "{long}");
     }
 }

@@ -67,7 +67,7 @@ fn report_for(id: &str, name: &str, to: &str, version: u8) -> RenderedReport {
         recipient_key: id.to_owned(),
         recipient_name: name.to_owned(),
         to: if to.is_empty() { Vec::new() } else { vec![to.to_owned()] },
-        file_name: format!("2026-W47 {name}.pdf"),
+        file_name: format!("2026-W47 {name} ({id}).pdf"),
         pdf: pdf_for(id, version),
         json: serde_json::to_string(&data).unwrap(),
         data,
@@ -246,7 +246,7 @@ async fn a_manager_without_an_address_is_a_failure_the_admin_hears_about() {
             .unwrap();
     assert_eq!(summary.sent, 1);
     assert_eq!(summary.failed.len(), 1);
-    assert!(summary.failed[0].reason.contains("no e-mail address"), "{:?}", summary.failed[0]);
+    assert!(summary.failed[0].reason.contains("no usable e-mail address"), "{:?}", summary.failed[0]);
     assert_eq!(to(&smtp.received(), ADMIN).len(), 1);
 }
 

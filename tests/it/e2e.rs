@@ -4,7 +4,7 @@
 //! with their exit code.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use chrono::{DateTime, FixedOffset, TimeZone};
 use mail_parser::MimeHeaders;
@@ -12,34 +12,10 @@ use serde_json::Value;
 
 use salespulse::crm::emulator::{PortalData, Record};
 
+use crate::support::bin::{BIN, DEMO_CONFIG, Portal, ok, run};
 use crate::support::crm::{demo_emulator, portal_config};
 use crate::support::pdf;
 use crate::support::smtp::{SmtpOptions, TestSmtp};
-
-const BIN: &str = env!("CARGO_BIN_EXE_salespulse");
-const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/salespulse.toml");
-
-fn run(dir: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("SALESPULSE_LOG", "warn")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 /// The slot a report of `period` belongs to in the demo config (docs/kpi.md: the first slot at
 /// or after the period's end), which is also the demo portal's "now".
@@ -172,7 +148,7 @@ fn manager_scorecards_match_kpi_md_on_the_demo_portal() {
         assert!(text.contains("Эффективность менеджера"));
         if id == "17" {
             seen_ivan = true;
-            assert_eq!(pdf_path.file_name().unwrap().to_str().unwrap(), "2026-W47 Иван Петров.pdf");
+            assert_eq!(pdf_path.file_name().unwrap().to_str().unwrap(), "2026-W47 Иван Петров (17).pdf");
         }
     }
     assert!(seen_ivan, "manager 17 (Иван Петров) has a scorecard");
@@ -238,7 +214,7 @@ fn a_report_for_a_period_is_the_same_whenever_it_runs() {
             &["report", "manager-weekly", "--period", "2026-W40", "--only", "17", "--out", "out"],
         ));
     }
-    let file = "out/manager-weekly/2026-W40/2026-W40 Иван Петров.json";
+    let file = "out/manager-weekly/2026-W40/2026-W40 Иван Петров (17).json";
     let ja = std::fs::read(a.path().join(file)).unwrap();
     assert_eq!(ja, std::fs::read(b.path().join(file)).unwrap());
     let data: Value = serde_json::from_slice(&ja).unwrap();
@@ -252,7 +228,7 @@ fn send_to_the_outbox_gives_each_manager_their_own_scorecard_once() {
     // README's main command, with the period pinned.
     let first = ok(&run(dir.path(), config, &["send", "manager-weekly", "--period", "2026-W47", "--out", "out"]));
     let pdfs = files_with(&dir.path().join("out/manager-weekly/2026-W47"), "pdf");
-    assert!(pdfs.iter().any(|p| p.ends_with("2026-W47 Иван Петров.pdf")), "{pdfs:?}");
+    assert!(pdfs.iter().any(|p| p.ends_with("2026-W47 Иван Петров (17).pdf")), "{pdfs:?}");
     assert!(first.contains(&format!("{} sent, 0 skipped", pdfs.len())), "{first}");
     let outbox = dir.path().join("outbox");
     let emls = files_with(&outbox, "eml");
@@ -376,8 +352,8 @@ fn config_errors_exit_2_and_name_file_line_and_key() {
 fn crm_strings_print_literally_in_the_pdf_and_the_mail() {
     const NAME: &str = "#set page(width: 1cm) <b>Ivan</b>";
     const TITLE: &str = "*bold* <script>alert(1)</script> $x$";
-    let (runtime, emulator) = demo_emulator(moscow(2026, 11, 23, 8));
-    emulator.update(|data| {
+    let portal = Portal::start(salespulse::crm::demo::portal(moscow(2026, 11, 23, 8)), Default::default());
+    portal.emulator.update(|data| {
         let user = data.users.iter_mut().find(|u| u["ID"] == "17").expect("manager 17 exists");
         user.insert("NAME".into(), Value::from(NAME));
         user.insert("LAST_NAME".into(), Value::from(""));
@@ -386,10 +362,10 @@ fn crm_strings_print_literally_in_the_pdf_and_the_mail() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = portal_config(dir.path(), &emulator);
+    let config = portal.config(dir.path(), None);
 
     ok(&run(dir.path(), &config, &["send", "manager-weekly", "--period", "2026-W47", "--only", "17"]));
-    runtime.block_on(emulator.shutdown());
+    portal.stop();
 
     let pdfs = files_with(&dir.path().join("state/reports/manager-weekly/2026-W47"), "pdf");
     assert_eq!(pdfs.len(), 1);

@@ -9,7 +9,10 @@
 //! status; transient ones are retried with capped, jittered backoff. An answer that is not
 //! JSON (an HTML page, a cut-off body) is transient once the portal has answered this client
 //! with a proper envelope; on first contact an HTML page means a wrong URL. The webhook code never
-//! leaves this module: logs and errors show `https://portal/rest/1/***/`.
+//! leaves this module: logs and errors show `https://portal/rest/1/***/`, and since a portal
+//! may echo the code back (a redirect's `backurl=%2Frest%2F1%2F<code>%2Fbatch`, an
+//! `error_description` quoting the path), every error leaves through [`Bitrix24Client::run`],
+//! which scrubs the code from it in every encoding ([`Secret::scrub`]), as do the retry logs.
 //!
 //! The portal's operating-time limit (§3: a method may run 480 s within 10 min, then it is
 //! refused OPERATION_TIME_LIMIT) is kept per method from the `time` object of every answer
@@ -106,6 +109,8 @@ struct Inner {
     base: Url,
     /// `https://portal/rest/1/***/`, for logs and errors.
     redacted: String,
+    /// The webhook code alone, to scrub it from whatever the portal answers.
+    code: Secret,
     settings: ClientSettings,
     bucket: LeakyBucket,
     requests: AtomicU64,
@@ -196,6 +201,7 @@ impl Bitrix24Client {
         base.set_path(&format!("{}/", segments.join("/")));
         let port = base.port().map(|p| format!(":{p}")).unwrap_or_default();
         let redacted = format!("{}://{host}{port}/{}/***/", base.scheme(), segments[..rest + 2].join("/"));
+        let code = Secret::new(segments[rest + 2].clone());
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -207,6 +213,7 @@ impl Bitrix24Client {
                 http,
                 base,
                 redacted,
+                code,
                 settings,
                 bucket,
                 requests: AtomicU64::new(0),
@@ -264,7 +271,7 @@ impl Bitrix24Client {
                         });
                     }
                     self.note_refused(method, false);
-                    tracing::warn!(portal = %self.inner.redacted, method = %shown, attempt, detail = %detail, "Bitrix24 method over its operating-time limit; retrying after its reset.");
+                    tracing::warn!(portal = %self.inner.redacted, method = %shown, attempt, detail = %self.scrub(&detail), "Bitrix24 method over its operating-time limit; retrying after its reset.");
                     // With a known reset ahead, the wait at the top of the loop is the right
                     // one; without, the portal said nothing of when, so back off.
                     if !self.reset_pending(method) {
@@ -280,7 +287,7 @@ impl Bitrix24Client {
                         });
                     }
                     let wait = self.backoff(attempt);
-                    tracing::warn!(portal = %self.inner.redacted, method = %method, attempt, wait_ms = wait.as_millis() as u64, detail = %detail, "Bitrix24 call failed; retrying.");
+                    tracing::warn!(portal = %self.inner.redacted, method = %method, attempt, wait_ms = wait.as_millis() as u64, detail = %self.scrub(&detail), "Bitrix24 call failed; retrying.");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -422,7 +429,7 @@ impl Bitrix24Client {
                     });
                 }
                 let wait = self.backoff(attempt);
-                tracing::warn!(portal = %self.inner.redacted, method = %method, attempt, detail = %detail, "Bitrix24 batch command failed; retrying the batch.");
+                tracing::warn!(portal = %self.inner.redacted, method = %method, attempt, detail = %self.scrub(&detail), "Bitrix24 batch command failed; retrying the batch.");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
                 continue;
@@ -532,8 +539,26 @@ impl Bitrix24Client {
         Ok(())
     }
 
-    /// Walks every list to its end, packing up to [`BATCH_MAX`] pages per `batch`.
+    /// Walks every list to its end, packing up to [`BATCH_MAX`] pages per `batch`. Every
+    /// request of both clients (this one and `cached`) is made here, so every `CrmError`
+    /// they return passes here: the one place its text is scrubbed of the webhook code.
     async fn run(&self, jobs: &mut [ListJob]) -> Result<(), CrmError> {
+        self.walk(jobs).await.map_err(|e| match e {
+            CrmError::Transient { method, detail } => {
+                CrmError::Transient { method: self.scrub(&method), detail: self.scrub(&detail) }
+            }
+            CrmError::Permanent { method, detail } => {
+                CrmError::Permanent { method: self.scrub(&method), detail: self.scrub(&detail) }
+            }
+        })
+    }
+
+    /// `text` without the webhook code, plain or encoded.
+    fn scrub(&self, text: &str) -> String {
+        self.inner.code.scrub(text)
+    }
+
+    async fn walk(&self, jobs: &mut [ListJob]) -> Result<(), CrmError> {
         let mut rounds = 0usize;
         // Rounds in a row in which the operating-time limit let nothing through.
         let mut stalled: u32 = 0;

@@ -4,6 +4,12 @@
 //! flags as `Y`/`N` (or JSON booleans in `user.get`), empty maps as `[]` and maps with keys
 //! `0..n` as arrays (PHP's `json_encode`), ids as strings or integers, and dates as ISO 8601
 //! with an offset (see tests/data/bitrix24-real-responses). Everything here accepts every such variant.
+//!
+//! Every string of a record passes [`Row::text`], which is where CRM strings enter
+//! salespulse: control characters and what XML cannot hold are taken out there
+//! ([`crate::text::crm_text`]: line breaks and tabs become spaces), so no name or title can
+//! break a chart's SVG, the report data or a line of text output downstream. An `EMAIL`
+//! is kept only if it is one bare address ([`user`]).
 //! Requests, retries and paging are `super`'s job; nothing outside `crm::bitrix24` sees
 //! these types.
 
@@ -203,8 +209,9 @@ impl<'a> Row<'a> {
         keys.iter().find_map(|k| self.map.get(*k)).filter(|v| !v.is_null())
     }
 
+    /// A string field, cleaned of control and non-XML characters (see the module doc).
     pub fn text(&self, keys: &[&str]) -> Option<String> {
-        self.get(keys).and_then(scalar_string).filter(|s| !s.trim().is_empty())
+        self.get(keys).and_then(scalar_string).map(|s| crate::text::crm_text(&s)).filter(|s| !s.trim().is_empty())
     }
 
     /// `Ok(None)` for empty, `Err(raw)` for a value that is not an id.
@@ -323,7 +330,9 @@ pub fn user(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<User> {
     let r = Row::new(m);
     let what = record_name("user", &r);
     let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
-    let email = r.text(&["EMAIL"]);
+    // A bare address or nothing: a display name (`"Spoof" <m20@…>`), a list or anything
+    // else is no usable address, which the delivery reports to the admin for this manager.
+    let email = r.text(&["EMAIL"]).map(|e| e.trim().to_owned()).filter(|e| bare_address(e));
     let full = [r.text(&["NAME"]), r.text(&["LAST_NAME"])].into_iter().flatten().collect::<Vec<_>>().join(" ");
     let name = if !full.trim().is_empty() { full.trim().to_owned() } else { email.clone().unwrap_or(format!("#{id}")) };
     let departments = match r.ids(&["UF_DEPARTMENT"]) {
@@ -334,6 +343,11 @@ pub fn user(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<User> {
         }
     };
     Some(User { id, name, email, active: r.flag(&["ACTIVE"]), departments })
+}
+
+/// Whether `s` is one e-mail address and nothing else (`name@example.ru`).
+pub fn bare_address(s: &str) -> bool {
+    s.parse::<lettre::Address>().is_ok()
 }
 
 /// `department.get` row.

@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests.
 
+pub mod bin;
 pub mod crm;
 pub mod fixtures;
 pub mod pdf;

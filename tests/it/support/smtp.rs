@@ -51,6 +51,11 @@ pub struct SmtpOptions {
     /// cannot, so a TLS front relays to it in plain text; mailin then offers no AUTH (it
     /// allows AUTH only under its own TLS), and [`TestSmtp::mail_config`] sends none.
     pub implicit_tls: bool,
+    /// Refuse every login with `535`, echoing what the client sent in base64 (AUTH PLAIN's
+    /// `\0user\0password`, AUTH LOGIN's password), as some servers do.
+    pub refuse_login: bool,
+    /// Offer AUTH LOGIN only (PLAIN is offered first otherwise, and clients prefer it).
+    pub auth_login_only: bool,
 }
 
 /// One message the server accepted (250 after DATA).
@@ -82,6 +87,8 @@ struct Shared {
     reject: Mutex<Vec<String>>,
     hang_up: AtomicUsize,
     delay_after_data: Mutex<Option<Duration>>,
+    refuse_login: AtomicBool,
+    logins: AtomicUsize,
 }
 
 /// A running test server.
@@ -105,6 +112,7 @@ impl TestSmtp {
         *shared.reject.lock().unwrap() = options.reject_recipients.iter().map(|a| a.to_ascii_lowercase()).collect();
         shared.hang_up.store(options.accept_then_hang_up, Ordering::SeqCst);
         *shared.delay_after_data.lock().unwrap() = options.delay_after_data;
+        shared.refuse_login.store(options.refuse_login, Ordering::SeqCst);
 
         let certs = certificates();
         let ca_pem = certs.ca_pem.clone();
@@ -128,8 +136,10 @@ impl TestSmtp {
             port = front.local_addr().unwrap().port();
             spawn_tls_front(front, backend, certs);
         } else {
+            if !options.auth_login_only {
+                server.with_auth(AuthMechanism::Plain);
+            }
             server
-                .with_auth(AuthMechanism::Plain)
                 .with_auth(AuthMechanism::Login)
                 .with_ssl(SslConfig::Trusted {
                     cert_path: cert_path.display().to_string(),
@@ -229,6 +239,16 @@ impl TestSmtp {
             std::thread::sleep(Duration::from_millis(20));
         }
         true
+    }
+
+    /// How many logins were tried (accepted or refused).
+    pub fn logins(&self) -> usize {
+        self.shared.logins.load(Ordering::SeqCst)
+    }
+
+    /// Refuses (`true`) or accepts (`false`) logins from now on.
+    pub fn set_refuse_login(&self, refuse: bool) {
+        self.shared.refuse_login.store(refuse, Ordering::SeqCst);
     }
 
     /// While down, every new session gets `421` and is closed, as from a server in
@@ -350,7 +370,14 @@ struct Session {
 }
 
 impl Session {
-    fn login(&mut self, user: &str, password: &str) -> Response {
+    /// `sent` is what the client sent, decoded: echoed in base64 when refusing.
+    fn login(&mut self, user: &str, password: &str, sent: &str) -> Response {
+        self.shared.logins.fetch_add(1, Ordering::SeqCst);
+        if self.shared.refuse_login.load(Ordering::SeqCst) {
+            use base64::Engine as _;
+            let echoed = base64::engine::general_purpose::STANDARD.encode(sent);
+            return Response::custom(535, format!("5.7.8 Authentication credentials invalid: {echoed}"));
+        }
         if user == TEST_USER && password == TEST_PASSWORD {
             self.user = Some(user.to_owned());
             AUTH_OK
@@ -412,11 +439,11 @@ impl Handler for Session {
         OK
     }
 
-    fn auth_plain(&mut self, _authorization_id: &str, authentication_id: &str, password: &str) -> Response {
-        self.login(authentication_id, password)
+    fn auth_plain(&mut self, authorization_id: &str, authentication_id: &str, password: &str) -> Response {
+        self.login(authentication_id, password, &format!("{authorization_id}\0{authentication_id}\0{password}"))
     }
 
     fn auth_login(&mut self, username: &str, password: &str) -> Response {
-        self.login(username, password)
+        self.login(username, password, password)
     }
 }
