@@ -4,27 +4,14 @@
 //! `send` refuses a period that has not ended, leaving the ledger untouched.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::Duration;
 use salespulse::domain::Period;
 use salespulse::schedule::{Clock, SystemClock};
 
+use crate::support::bin::{DEMO_CONFIG, run};
 use crate::support::smtp::{SmtpOptions, TestSmtp};
-
-const BIN: &str = env!("CARGO_BIN_EXE_salespulse");
-const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/salespulse.toml");
-
-fn run(dir: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("SALESPULSE_LOG", "warn")
-        .output()
-        .expect("the binary runs")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -111,7 +111,10 @@ fn a_portal_echoing_the_webhook_code_never_gets_it_shown() {
 
         daemon_runs_the_weekly_slot(dir.path(), &config);
         let status = ok(&run(dir.path(), &config, &["status"]));
-        assert!(status.contains("failed (failed to call batch"), "{leak:?}: status says why the run failed:\n{status}");
+        assert!(
+            status.contains("attempt(s): failed to call batch"),
+            "{leak:?}: status says why the run failed:\n{status}"
+        );
         assert_no_code("status", &status);
         let history = Store::open(&dir.path().join("state")).unwrap().last_run("manager-weekly").unwrap().unwrap();
         assert_no_code("the run history", history.detail.as_deref().unwrap_or_default());

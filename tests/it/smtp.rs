@@ -124,7 +124,7 @@ async fn a_report_arrives_over_starttls_with_auth_and_reads_back_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_password_is_permanent_and_never_printed() {
+async fn a_wrong_password_is_refused_and_never_printed() {
     let smtp = TestSmtp::start(SmtpOptions::default());
     let wrong = "wrong-Пароль-777";
     let mut mail = smtp.mail_config();
@@ -134,7 +134,8 @@ async fn a_wrong_password_is_permanent_and_never_printed() {
     let out = compose_for(&mail, &job(ReportKind::Manager, None), &manager_report(), &pdf_bytes(100), &ivan());
 
     let err = smtp.mailer_for(&mail).send(&out).await.expect_err("a wrong password must fail");
-    assert!(matches!(err, MailError::Permanent { .. }), "{err:?}");
+    assert!(matches!(err, MailError::LoginRefused { .. }), "{err:?}");
+    assert!(!err.is_transient(), "a refused login waits for the admin, it is not retried at once");
     for shown in [err.to_string(), format!("{err:?}")] {
         assert!(!shown.contains(wrong), "the password leaked: {shown}");
         assert!(!shown.contains(&smtp.password));
@@ -144,7 +145,7 @@ async fn a_wrong_password_is_permanent_and_never_printed() {
 
     // `check` finds the same without sending anything.
     let err = smtp.mailer_for(&mail).check().await.expect_err("check logs in");
-    assert!(matches!(err, MailError::Permanent { .. }) && !err.to_string().contains(wrong), "{err:?}");
+    assert!(matches!(err, MailError::LoginRefused { .. }) && !err.to_string().contains(wrong), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
