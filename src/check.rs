@@ -19,7 +19,7 @@ use crate::crm::bitrix24::missing_scopes;
 use crate::domain::CrmSnapshot;
 use crate::kpi::{Analysis, KpiSettings};
 use crate::mail::{MailError, ReportMail};
-use crate::pipeline::Pipeline;
+use crate::pipeline::ReportBuilder;
 use crate::schedule;
 
 /// What `check` found, line by line.
@@ -106,11 +106,11 @@ async fn templates_of(r: &mut Report, config: &Config, job: &JobConfig, now: Dat
     };
     let slot = latest_slot(config, job, now);
     let period = schedule::period_for_slot(job.period, slot);
-    if let Err(e) = empty_period(config, job, &period, slot) {
-        r.fail(&what, &format!("{e:#} (on an empty period)"), &fix_template);
+    let pipeline = ReportBuilder::new(Arc::new(demo_config(config)));
+    if let Err(e) = pipeline.check_empty(job, &period, slot) {
+        r.fail(&what, &format!("{:#} (on an empty period)", anyhow::Error::from(e)), &fix_template);
         return;
     }
-    let pipeline = Pipeline::new(Arc::new(demo_config(config)));
     let rendered = match pipeline.render_sample(job, &period, slot).await {
         Ok(Some(rendered)) => rendered,
         Ok(None) => {
@@ -154,34 +154,6 @@ fn latest_slot(config: &Config, job: &JobConfig, now: DateTime<Utc>) -> DateTime
     schedule::latest_slot(&job.cron, config.timezone, now).unwrap_or_else(|| now.with_timezone(&config.timezone))
 }
 
-/// Compiles the job's template against an empty `period`.
-fn empty_period(
-    config: &Config,
-    job: &JobConfig,
-    period: &crate::domain::Period,
-    slot: DateTime<chrono_tz::Tz>,
-) -> anyhow::Result<()> {
-    let renderer = crate::render::Renderer::new();
-    let template = match &job.template {
-        Some(path) => crate::render::Template::from_file(path)?,
-        None => crate::render::Template::builtin(job.report),
-    };
-    let settings = KpiSettings::from_config(config);
-    let snapshot = CrmSnapshot::default();
-    let analysis = Analysis::new(&snapshot, &settings);
-    let mut data = match job.report {
-        ReportKind::Manager => analysis.manager_report(period, 0, slot),
-        ReportKind::Department => analysis.department_report(period, slot),
-    };
-    let charts = match job.report {
-        ReportKind::Manager => crate::chart::manager_charts(&data),
-        ReportKind::Department => crate::chart::department_charts(&data),
-    }?;
-    crate::chart::attach(&mut data, &charts);
-    crate::render::check_template(&renderer, &template, &data, &charts)?;
-    Ok(())
-}
-
 /// The config with the demo portal as its CRM (the embedded config's scope, no cache), for
 /// rendering the templates on data that fills every section.
 fn demo_config(config: &Config) -> Config {
@@ -193,7 +165,7 @@ fn demo_config(config: &Config) -> Config {
 
 /// The webhook's scopes, then a small read of CRM records.
 async fn crm(r: &mut Report, config: &Config, now: DateTime<Utc>) {
-    let pipeline = Pipeline::new(Arc::new(config.clone()));
+    let pipeline = ReportBuilder::new(Arc::new(config.clone()));
     let fix_webhook = "in Bitrix24 open Developer resources > Other > Incoming webhook, edit salespulse's webhook \
                        and tick the missing scope, then save (the URL stays the same); see docs/operations.md";
     match pipeline.webhook_scopes().await {

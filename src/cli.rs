@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, JobConfig};
 use crate::domain::{Id, Period};
-use crate::pipeline::deliver::{DeliverOptions, DeliverySummary, FailedDelivery};
-use crate::pipeline::{Pipeline, PipelineRunner, RenderRequest, write_reports};
+use crate::pipeline::deliver::{DeliverOptions, DeliverySummary, DeliveryIssue};
+use crate::pipeline::{PipelineRunner, ReportBuilder, RenderRequest, write_reports};
 use crate::schedule::{self, Clock, SystemClock};
 use crate::store::Store;
 use crate::text::one_line;
@@ -160,7 +160,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let job = find_job(&config, &job)?;
             require_secrets(&config, true, false)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
-            let pipeline = Pipeline::new(Arc::clone(&config));
+            let pipeline = ReportBuilder::new(Arc::clone(&config));
             let request = RenderRequest { only, template };
             let reports = pipeline.render_job(job, &period, slot, &request).await.map_err(anyhow::Error::from)?;
             write_report_files(&out, job, &period, &reports)?;
@@ -288,7 +288,7 @@ fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {
         summary.failed.len()
     );
     // CRM strings (names, addresses, errors quoting them) are flattened to one line each.
-    let who = |f: &FailedDelivery| format!("{} <{}>", one_line(&f.recipient_name), one_line(&f.to.join(", ")));
+    let who = |f: &DeliveryIssue| format!("{} <{}>", one_line(&f.recipient_name), one_line(&f.to.join(", ")));
     for f in &summary.failed {
         println!("  failed: {}: {}", who(f), one_line(&f.reason));
     }

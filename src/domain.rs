@@ -63,7 +63,7 @@ pub struct Department {
 
 /// A deal pipeline (`crm.category.list`, id 0 is the default one).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Pipeline {
+pub struct DealPipeline {
     pub id: Id,
     pub name: String,
     pub sort: i64,
@@ -238,7 +238,7 @@ pub struct ProductRow {
 pub struct CrmSnapshot {
     pub users: Vec<User>,
     pub departments: Vec<Department>,
-    pub pipelines: Vec<Pipeline>,
+    pub pipelines: Vec<DealPipeline>,
     pub stages: Vec<Stage>,
     pub sources: Vec<Source>,
     pub currencies: Vec<Currency>,

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use salespulse::config::Config;
 use salespulse::crm::emulator::{PortalData, Record};
 use salespulse::domain::{
-    Activity, CrmSnapshot, Currency, Deal, Department, Id, Lead, Pipeline, ProductRow, Semantics, Source, Stage,
+    Activity, CrmSnapshot, Currency, Deal, Department, Id, Lead, DealPipeline, ProductRow, Semantics, Source, Stage,
     StageChange, Timestamp, User,
 };
 
@@ -413,8 +413,8 @@ fn reference(spec: &Spec) -> CrmSnapshot {
             dept(9, "Маркетинг", Some(1)),
         ],
         pipelines: vec![
-            Pipeline { id: 0, name: "Общая".into(), sort: 100 },
-            Pipeline { id: 1, name: "Опт".into(), sort: 200 },
+            DealPipeline { id: 0, name: "Общая".into(), sort: 100 },
+            DealPipeline { id: 1, name: "Опт".into(), sort: 200 },
         ],
         stages: STAGES
             .iter()

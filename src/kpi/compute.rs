@@ -943,7 +943,7 @@ mod tests {
 
     use super::*;
     use crate::config::PeriodTargets;
-    use crate::domain::{Currency, Department, Pipeline, Source};
+    use crate::domain::{Currency, DealPipeline, Department, Source};
     use chrono::TimeZone;
 
     const MSK: Tz = chrono_tz::Europe::Moscow;
@@ -1006,8 +1006,8 @@ mod tests {
                 Department { id: 3, name: "Бухгалтерия".into(), parent: None },
             ],
             pipelines: vec![
-                Pipeline { id: 0, name: "Общая".into(), sort: 10 },
-                Pipeline { id: 1, name: "Крупные клиенты".into(), sort: 5 },
+                DealPipeline { id: 0, name: "Общая".into(), sort: 10 },
+                DealPipeline { id: 1, name: "Крупные клиенты".into(), sort: 5 },
             ],
             // Listed out of SORT order on purpose: the funnel must follow SORT.
             stages: vec![

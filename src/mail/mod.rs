@@ -33,6 +33,10 @@ pub enum MailError {
     /// The message could not be built (bad address, template error).
     #[error("failed to compose mail ({detail})")]
     Compose { detail: String },
+    /// The mail transport could not be set up (an unreadable `mail.ca_file`, TLS, no
+    /// runtime): nothing can be sent until the config or the machine is fixed.
+    #[error("failed to set up the mail transport ({detail})")]
+    Setup { detail: String },
     /// The server refused the login (535): nothing can be sent until the admin fixes
     /// `mail.username` / `mail.password`, and every further try is one more failed login
     /// (a mailbox may lock after a few), so a run stops sending at the first.

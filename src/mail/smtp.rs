@@ -53,25 +53,25 @@ impl SmtpMailer {
 
     fn build(mail: &MailConfig, mut roots: Vec<Certificate>) -> Result<SmtpMailer, MailError> {
         if let Some(path) = &mail.ca_file {
-            let pem = std::fs::read(path).map_err(|e| MailError::Compose {
+            let pem = std::fs::read(path).map_err(|e| MailError::Setup {
                 detail: format!("cannot read mail.ca_file {} ({e})", path.display()),
             })?;
             roots.push(certificate(&pem, &format!("mail.ca_file {}", path.display()))?);
         }
         let MailTransportKind::Smtp { host, port, tls, username, password } = &mail.transport else {
-            return Err(MailError::Compose { detail: "the mail transport is not smtp".to_owned() });
+            return Err(MailError::Setup { detail: "the mail transport is not smtp".to_owned() });
         };
         let server = format!("{host}:{port}");
         if tokio::runtime::Handle::try_current().is_err() {
             // lettre's pool would panic spawning its clean-up task.
-            return Err(MailError::Compose { detail: format!("smtp {server}: the mailer needs a Tokio runtime") });
+            return Err(MailError::Setup { detail: format!("smtp {server}: the mailer needs a Tokio runtime") });
         }
         let tls_parameters = || -> Result<TlsParameters, MailError> {
             let mut b = TlsParametersBuilder::new(host.clone());
             for cert in &roots {
                 b = b.add_root_certificate(cert.clone());
             }
-            b.build().map_err(|e| MailError::Compose { detail: format!("smtp {server}: cannot set up TLS: {e}") })
+            b.build().map_err(|e| MailError::Setup { detail: format!("smtp {server}: cannot set up TLS: {e}") })
         };
         let tls = match tls {
             TlsMode::Starttls => Tls::Required(tls_parameters()?),
@@ -85,7 +85,7 @@ impl SmtpMailer {
             .timeout(Some(timeout))
             .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(60)));
         let password = match password {
-            Some(p) => Some(p.resolve().map_err(|e| MailError::Compose { detail: e.to_string() })?),
+            Some(p) => Some(p.resolve().map_err(|e| MailError::Setup { detail: e.to_string() })?),
             None => None,
         };
         if let Some(user) = username {
@@ -150,7 +150,7 @@ impl SmtpMailer {
 }
 
 fn certificate(pem: &[u8], what: &str) -> Result<Certificate, MailError> {
-    Certificate::from_pem(pem).map_err(|e| MailError::Compose { detail: format!("cannot read {what} as PEM ({e})") })
+    Certificate::from_pem(pem).map_err(|e| MailError::Setup { detail: format!("cannot read {what} as PEM ({e})") })
 }
 
 /// The error and its sources, deduplicated (lettre's `Display` already shows the first).

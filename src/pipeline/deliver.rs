@@ -63,7 +63,7 @@ pub struct DeliverOptions {
 
 /// One row that did not end `sent` as it should, or was sent after an interruption.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FailedDelivery {
+pub struct DeliveryIssue {
     pub recipient_key: String,
     pub recipient_name: String,
     pub to: Vec<String>,
@@ -80,13 +80,13 @@ pub struct DeliverySummary {
     /// Rows left alone: sent before (without `resend`), or being sent by another process.
     pub skipped: usize,
     /// Rows that failed now.
-    pub failed: Vec<FailedDelivery>,
+    pub failed: Vec<DeliveryIssue>,
     /// Rows whose earlier attempt was cut short by a crash and that were sent again now: a
     /// duplicate (same Message-ID) is possible. Also counted in `sent`.
-    pub unknown: Vec<FailedDelivery>,
+    pub unknown: Vec<DeliveryIssue>,
     /// Rows sent, but with something the admin should know (the PDF left out because it
     /// exceeded `max_attachment_bytes`). Also counted in `sent`.
-    pub notices: Vec<FailedDelivery>,
+    pub notices: Vec<DeliveryIssue>,
     /// The admin digest could not be sent (the reason), when one was due.
     pub digest_error: Option<String>,
     /// The SMTP server refused the login (the reason): the rows after it were not tried.
@@ -320,8 +320,8 @@ fn hold(store: &Store, key: &DeliveryKey, from: DeliveryState, refused: &str) ->
     Ok(summary)
 }
 
-fn failure(row: &Delivery, reason: String, permanent: bool) -> FailedDelivery {
-    FailedDelivery {
+fn failure(row: &Delivery, reason: String, permanent: bool) -> DeliveryIssue {
+    DeliveryIssue {
         recipient_key: row.key.recipient_key.clone(),
         recipient_name: row.recipient_name.clone(),
         to: row.to.clone(),

@@ -28,7 +28,7 @@ use deliver::{DeliverOptions, DeliverySummary};
 
 pub mod deliver;
 
-/// The demo portal's request budget (see [`Pipeline::fetch`]).
+/// The demo portal's request budget (see [`ReportBuilder::fetch`]).
 const DEMO_RATE_PER_SEC: f64 = 200.0;
 const DEMO_BURST: u32 = 1000;
 
@@ -102,16 +102,17 @@ pub struct RenderRequest {
     pub template: Option<PathBuf>,
 }
 
-/// The stages, shared by every run of a process: the renderer keeps its fonts loaded.
+/// Builds a job's reports: fetch, KPIs, charts, PDFs. Shared by every run of a process:
+/// the renderer keeps its fonts loaded.
 #[derive(Clone)]
-pub struct Pipeline {
+pub struct ReportBuilder {
     config: Arc<Config>,
     renderer: Arc<Renderer>,
 }
 
-impl Pipeline {
-    pub fn new(config: Arc<Config>) -> Pipeline {
-        Pipeline { config, renderer: Arc::new(Renderer::new()) }
+impl ReportBuilder {
+    pub fn new(config: Arc<Config>) -> ReportBuilder {
+        ReportBuilder { config, renderer: Arc::new(Renderer::new()) }
     }
 
     pub fn config(&self) -> &Config {
@@ -148,6 +149,23 @@ impl Pipeline {
         let mut reports = self.pending(job, period, slot, &[], &snapshot)?;
         reports.truncate(1);
         Ok(self.render_all(job, template, reports).await?.pop())
+    }
+
+    /// Compiles the job's template against an empty `period` (every "no data" branch of
+    /// it), without a fetch: `check` runs it before [`ReportBuilder::render_sample`].
+    pub fn check_empty(&self, job: &JobConfig, period: &Period, slot: DateTime<Tz>) -> Result<(), PipelineError> {
+        let template = template_for(job, None)?;
+        let settings = KpiSettings::from_config(&self.config);
+        let snapshot = CrmSnapshot::default();
+        let analysis = Analysis::new(&snapshot, &settings);
+        let mut data = match job.report {
+            ReportKind::Manager => analysis.manager_report(period, 0, slot),
+            ReportKind::Department => analysis.department_report(period, slot),
+        };
+        let charts = draw_charts(job, &mut data)?;
+        crate::render::check_template(&self.renderer, &template, &data, &charts).map_err(|source| {
+            PipelineError::Render { job: job.name.clone(), report: template.name.clone(), source }
+        })
     }
 
     /// The report data of each report of `job` (only the managers in `only`, when given).
@@ -335,7 +353,7 @@ impl Pipeline {
     }
 }
 
-impl Pipeline {
+impl ReportBuilder {
     /// The CRM cache in the state directory (`crm::bitrix24::cached`).
     fn cache_settings(&self, portal_name: Option<&str>) -> CacheSettings {
         CacheSettings {
@@ -367,6 +385,17 @@ fn template_for(job: &JobConfig, preview: Option<&Path>) -> Result<Template, Pip
     }
 }
 
+/// Draws the charts of a report of `job` and attaches them to its data.
+fn draw_charts(job: &JobConfig, data: &mut ReportData) -> Result<Vec<crate::chart::Chart>, PipelineError> {
+    let charts = match job.report {
+        ReportKind::Manager => crate::chart::manager_charts(data),
+        ReportKind::Department => crate::chart::department_charts(data),
+    }
+    .map_err(|e| PipelineError::Chart { job: job.name.clone(), detail: e.to_string() })?;
+    crate::chart::attach(data, &charts);
+    Ok(charts)
+}
+
 fn render_one(
     renderer: &Renderer,
     template: &Template,
@@ -374,12 +403,7 @@ fn render_one(
     item: Pending,
 ) -> Result<RenderedReport, PipelineError> {
     let Pending { key, name, to, mut data } = item;
-    let charts = match job.report {
-        ReportKind::Manager => crate::chart::manager_charts(&data),
-        ReportKind::Department => crate::chart::department_charts(&data),
-    }
-    .map_err(|e| PipelineError::Chart { job: job.name.clone(), detail: e.to_string() })?;
-    crate::chart::attach(&mut data, &charts);
+    let charts = draw_charts(job, &mut data)?;
     let pdf = renderer.render(template, &data, &charts).map_err(|source| PipelineError::Render {
         job: job.name.clone(),
         report: name.clone(),
@@ -464,7 +488,7 @@ pub fn as_of(slot: DateTime<Tz>) -> Timestamp {
 /// The pipeline behind `send` and the daemon: render a job's reports, then deliver them
 /// through the ledger with the configured mailer.
 pub struct PipelineRunner {
-    pipeline: Pipeline,
+    builder: ReportBuilder,
     store: Store,
     mailer: AnyMailer,
 }
@@ -473,7 +497,7 @@ impl PipelineRunner {
     pub fn new(config: Arc<Config>) -> anyhow::Result<PipelineRunner> {
         let store = Store::open(&config.state_dir).context("failed to open the state store")?;
         let mailer = crate::mail::mailer_from_config(&config.mail)?;
-        Ok(PipelineRunner { pipeline: Pipeline::new(config), store, mailer })
+        Ok(PipelineRunner { builder: ReportBuilder::new(config), store, mailer })
     }
 
     /// Renders every report of `job` for `period`, then delivers each exactly once.
@@ -485,7 +509,7 @@ impl PipelineRunner {
         request: &RenderRequest,
         options: DeliverOptions,
     ) -> anyhow::Result<DeliverySummary> {
-        let reports = self.pipeline.render_job(job, period, slot, request).await?;
+        let reports = self.builder.render_job(job, period, slot, request).await?;
         self.deliver(job, period, &reports, options).await
     }
 
@@ -497,7 +521,7 @@ impl PipelineRunner {
         slot: DateTime<Tz>,
         request: &RenderRequest,
     ) -> anyhow::Result<Vec<RenderedReport>> {
-        Ok(self.pipeline.render_job(job, period, slot, request).await?)
+        Ok(self.builder.render_job(job, period, slot, request).await?)
     }
 
     /// Delivers rendered reports through the ledger, each exactly once.
@@ -508,7 +532,7 @@ impl PipelineRunner {
         reports: &[RenderedReport],
         options: DeliverOptions,
     ) -> anyhow::Result<DeliverySummary> {
-        let config = self.pipeline.config();
+        let config = self.builder.config();
         Ok(deliver::deliver(&self.store, &self.mailer, config, job, period, reports, &options).await?)
     }
 }

@@ -1016,7 +1016,7 @@ impl Assembly {
         };
         if !snapshot.pipelines.iter().any(|p| p.id == 0) {
             // Pipeline 0 always exists; a portal that leaves it out of the list still has deals in it.
-            snapshot.pipelines.insert(0, crate::domain::Pipeline { id: 0, name: "#0".into(), sort: 0 });
+            snapshot.pipelines.insert(0, crate::domain::DealPipeline { id: 0, name: "#0".into(), sort: 0 });
         }
         snapshot.currencies = currencies.iter().filter_map(|r| wire::currency(r, notes)).collect();
         snapshot.sources = sources.iter().filter_map(|r| wire::source(r, notes)).collect();

@@ -20,7 +20,7 @@ use chrono::DateTime;
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    Activity, Currency, Deal, Department, Id, Lead, Pipeline, ProductRow, Semantics, Source, Stage, StageChange,
+    Activity, Currency, Deal, Department, Id, Lead, DealPipeline, ProductRow, Semantics, Source, Stage, StageChange,
     Timestamp, User,
 };
 
@@ -360,12 +360,12 @@ pub fn department(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Depar
 }
 
 /// `crm.category.list` row (typed numbers, camelCase).
-pub fn pipeline(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Pipeline> {
+pub fn pipeline(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<DealPipeline> {
     let r = Row::new(m);
     let what = record_name("pipeline", &r);
     let id = notes.hard(&what, "id", r.id(&["id", "ID"]))?;
     let sort = notes.soft(&what, "sort", r.number(&["sort", "SORT"])).unwrap_or(0.0) as i64;
-    Some(Pipeline { id, name: r.text(&["name", "NAME"]).unwrap_or_else(|| format!("#{id}")), sort })
+    Some(DealPipeline { id, name: r.text(&["name", "NAME"]).unwrap_or_else(|| format!("#{id}")), sort })
 }
 
 /// The pipeline a `crm.status.list` entity id belongs to: `DEAL_STAGE` is 0,
