@@ -13,6 +13,7 @@ pub mod config;
 pub mod crm;
 pub mod daemon;
 pub mod domain;
+pub mod fonts;
 pub mod kpi;
 pub mod locale;
 pub mod mail;

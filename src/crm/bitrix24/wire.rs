@@ -20,7 +20,7 @@ use chrono::DateTime;
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    Activity, Currency, Deal, Department, Id, Lead, DealPipeline, ProductRow, Semantics, Source, Stage, StageChange,
+    Activity, Currency, Deal, DealPipeline, Department, Id, Lead, ProductRow, Semantics, Source, Stage, StageChange,
     Timestamp, User,
 };
 
