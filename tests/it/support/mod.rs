@@ -6,6 +6,7 @@
 //! - `fixtures`: hand-built report data (a scorecard, a department report).
 //! - `pdf`: a PDF's text and page sizes, read back.
 //! - `proxy`: a fault-injecting HTTP proxy between the client and the emulator.
+//! - `reference`: docs/kpi.md over a portal's wire records, the KPIs' reference.
 //! - `smtp`: an SMTP server with STARTTLS and AUTH that records what it accepts.
 
 pub mod bin;
@@ -14,4 +15,5 @@ pub mod delivery;
 pub mod fixtures;
 pub mod pdf;
 pub mod proxy;
+pub mod reference;
 pub mod smtp;
