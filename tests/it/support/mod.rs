@@ -4,6 +4,7 @@
 //! - `crm`: a fast Bitrix24 emulator and client; the demo portal served for the binary.
 //! - `delivery`: three managers' scorecards and a config mailing them to the test server.
 //! - `fixtures`: hand-built report data (a scorecard, a department report).
+//! - `logs`: the product's log lines in a test, to count what it did instead of timing it.
 //! - `pdf`: a PDF's text and page sizes, read back.
 //! - `proxy`: a fault-injecting HTTP proxy between the client and the emulator.
 //! - `reference`: docs/kpi.md over a portal's wire records, the KPIs' reference.
@@ -13,6 +14,7 @@ pub mod bin;
 pub mod crm;
 pub mod delivery;
 pub mod fixtures;
+pub mod logs;
 pub mod pdf;
 pub mod proxy;
 pub mod reference;
