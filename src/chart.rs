@@ -14,7 +14,8 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::kpi::ReportData;
+use crate::kpi::{ReportData, present};
+use crate::locale::Language;
 
 /// The family charts name in their SVG text.
 pub const FONT_FAMILY: &str = crate::fonts::FAMILY;
@@ -102,24 +103,14 @@ fn register_fonts() {
     });
 }
 
-/// A label in the report's language: `data.labels` first, then the built-in default.
+/// A label in the report's language: `data.labels` first, then the built-in default
+/// (`kpi::present::label`), then the key itself.
 pub fn label(data: &ReportData, key: &str) -> String {
     if let Some(text) = data.labels.get(key) {
         return text.clone();
     }
-    let en = data.language == "en";
-    let (ru, english) = match key {
-        "chart_revenue" => ("Выручка", "Revenue"),
-        "chart_target_revenue" => ("План по выручке", "Revenue target"),
-        "chart_target_deals" => ("План по сделкам", "Deals target"),
-        "chart_deals_won" => ("Выиграно сделок", "Deals won"),
-        "chart_deals" => ("Сделок", "Deals"),
-        "chart_days" => ("дней", "days"),
-        "chart_conversion" => ("Конверсия лидов, %", "Lead conversion, %"),
-        "no_data" => ("Нет данных", "No data"),
-        _ => (key, key),
-    };
-    if en { english } else { ru }.to_string()
+    let lang = if data.language == "en" { Language::En } else { Language::Ru };
+    present::label(key, lang).unwrap_or_else(|| key.to_owned())
 }
 
 /// Compact money for axes: `1,2 млн` / `1.2M`.

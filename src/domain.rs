@@ -53,6 +53,15 @@ pub struct User {
     pub departments: Vec<Id>,
 }
 
+/// Who is in scope (docs/kpi.md "Who is a manager"): the configured sales departments and
+/// managers. The CRM fetch reads the users and records it names; the KPI pass counts them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    pub departments: Vec<Id>,
+    pub managers: Vec<Id>,
+    pub include_subdepartments: bool,
+}
+
 /// A department of the company structure (`department.get`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Department {
@@ -122,6 +131,38 @@ pub struct Deal {
     pub source_id: Option<String>,
     /// The configured satisfaction user field, raw as served (`"4"`, `"4.0"`, `""`).
     pub satisfaction: Option<String>,
+}
+
+#[cfg(test)]
+impl Deal {
+    /// A deal for tests: `assigned_by`'s, in `stage_id` of pipeline 0, in RUB, with no
+    /// optional field set.
+    pub(crate) fn for_test(
+        id: Id,
+        assigned_by: Id,
+        (stage_id, stage_semantics): (&str, Semantics),
+        opportunity: f64,
+        created: Timestamp,
+    ) -> Deal {
+        Deal {
+            id,
+            title: String::new(),
+            pipeline_id: 0,
+            stage_id: stage_id.into(),
+            stage_semantics,
+            currency: "RUB".into(),
+            opportunity,
+            lead_id: None,
+            assigned_by,
+            created,
+            moved_time: None,
+            close_date: None,
+            is_recurring: false,
+            is_return_customer: false,
+            source_id: None,
+            satisfaction: None,
+        }
+    }
 }
 
 /// Where a deal's won or lost time came from.
@@ -524,24 +565,7 @@ mod tests {
     #[test]
     fn deals_won_in_a_period_by_history_then_moved_time_then_close_date() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
-        let won = |id: Id| Deal {
-            id,
-            title: String::new(),
-            pipeline_id: 0,
-            stage_id: "WON".into(),
-            stage_semantics: Semantics::Success,
-            currency: "RUB".into(),
-            opportunity: 1.0,
-            lead_id: None,
-            assigned_by: 1,
-            created: at("2026-01-01T00:00:00+03:00"),
-            moved_time: None,
-            close_date: None,
-            is_recurring: false,
-            is_return_customer: false,
-            source_id: None,
-            satisfaction: None,
-        };
+        let won = |id: Id| Deal::for_test(id, 1, ("WON", Semantics::Success), 1.0, at("2026-01-01T00:00:00+03:00"));
         let change = |id: Id, deal_id: Id, semantics: Semantics, created: &str| StageChange {
             id,
             deal_id,

@@ -34,7 +34,7 @@ impl KpiRun {
 
 /// The KPI settings the benchmarks use: the demo config with a 12-period trend.
 pub fn settings(config: &Config) -> KpiSettings {
-    let mut s = KpiSettings::from_config(config);
+    let mut s = config.kpi_settings();
     s.trend_periods = 12;
     s
 }

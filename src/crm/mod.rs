@@ -6,15 +6,11 @@ pub mod bitrix24;
 pub mod demo;
 pub mod emulator;
 
-use crate::domain::{CrmSnapshot, Id, Timestamp};
+use crate::domain::{CrmSnapshot, Timestamp};
 
-/// Who is in scope: the configured sales departments and managers.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Scope {
-    pub departments: Vec<Id>,
-    pub managers: Vec<Id>,
-    pub include_subdepartments: bool,
-}
+/// Who is in scope, a domain notion (docs/kpi.md "Who is a manager"); named here too
+/// because a [`FetchRequest`] carries it.
+pub use crate::domain::Scope;
 
 /// What a report run needs from the CRM.
 #[derive(Clone, Debug, PartialEq)]

@@ -7,6 +7,7 @@ use crate::locale::{Language, fmt_count, fmt_number, fmt_pct};
 
 use super::present::fmt_money_whole as fmt_money;
 
+use super::catalog::Kpi;
 use super::model::{Hint, Kpis, ReportData, StuckDeal, TeamContext};
 
 /// At most this many hints: more would read as a lecture.
@@ -123,7 +124,7 @@ pub fn avg_deal_below_team_median(
     lang: Language,
 ) -> Option<Hint> {
     let team = team.filter(|t| t.size >= 2)?;
-    let median = team.medians.get("avg_deal_value").copied().flatten()?;
+    let median = team.medians.get(Kpi::AvgDealValue.key()).copied().flatten()?;
     let own = k.avg_deal_value.value?;
     if own >= median {
         return None;
@@ -223,7 +224,7 @@ pub fn win_rate_improved(k: &Kpis, lang: Language) -> Option<Hint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kpi::compute::compare;
+    use crate::kpi::model::KpiValue;
 
     /// (key, value, previous, target).
     type Row<'k> = (&'k str, Option<f64>, Option<f64>, Option<f64>);
@@ -231,7 +232,8 @@ mod tests {
     fn kpis(pairs: &[Row]) -> Kpis {
         let mut k = Kpis::default();
         for (key, value, previous, target) in pairs {
-            *k.get_mut(key).unwrap() = compare(key, *value, *previous, *target);
+            let kpi = Kpi::from_key(key).unwrap();
+            *k.of_mut(kpi) = KpiValue::compare(kpi, *value, *previous, *target);
         }
         k
     }

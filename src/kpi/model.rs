@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::Kpi;
+
 /// One KPI with its comparison (docs/kpi.md "Comparisons and targets").
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KpiValue {
@@ -19,6 +21,17 @@ pub struct KpiValue {
     /// `present`, absent in the raw KPI pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<KpiText>,
+}
+
+impl KpiValue {
+    /// A KPI from this and the previous period's value and a target (docs/kpi.md
+    /// "Comparisons and targets"); `text` is left to `present`.
+    pub fn compare(kpi: Kpi, value: Option<f64>, previous: Option<f64>, target: Option<f64>) -> KpiValue {
+        let delta = value.zip(previous).map(|(v, p)| v - p);
+        let delta_pct = delta.zip(previous).and_then(|(d, p)| (p != 0.0).then(|| d / p.abs() * 100.0));
+        let attainment_pct = kpi.attainment_pct(value, target);
+        KpiValue { value, previous, delta, delta_pct, target, attainment_pct, text: None }
+    }
 }
 
 /// Pre-formatted strings of one KPI (`1 234 567 ₽`, `+12,3 %`), for templates.
@@ -62,51 +75,49 @@ pub struct Kpis {
     pub open_pipeline_value: KpiValue,
 }
 
+/// `$($r)+ $kpis.<field>` for each [`Kpi`]: the one place a `Kpi` meets its field.
+macro_rules! kpi_field {
+    ($kpis:ident, $kpi:expr, $($r:tt)+) => {
+        match $kpi {
+            Kpi::DealsWon => $($r)+ $kpis.deals_won,
+            Kpi::Revenue => $($r)+ $kpis.revenue,
+            Kpi::AvgDealValue => $($r)+ $kpis.avg_deal_value,
+            Kpi::DealsLost => $($r)+ $kpis.deals_lost,
+            Kpi::WinRate => $($r)+ $kpis.win_rate,
+            Kpi::LeadsTotal => $($r)+ $kpis.leads_total,
+            Kpi::LeadsConverted => $($r)+ $kpis.leads_converted,
+            Kpi::LeadConversion => $($r)+ $kpis.lead_conversion,
+            Kpi::CycleDaysMedian => $($r)+ $kpis.cycle_days_median,
+            Kpi::CycleDaysMean => $($r)+ $kpis.cycle_days_mean,
+            Kpi::EmailsSent => $($r)+ $kpis.emails_sent,
+            Kpi::CallsMade => $($r)+ $kpis.calls_made,
+            Kpi::Csat => $($r)+ $kpis.csat,
+            Kpi::CsatResponses => $($r)+ $kpis.csat_responses,
+            Kpi::RepeatShare => $($r)+ $kpis.repeat_share,
+            Kpi::OpenPipelineValue => $($r)+ $kpis.open_pipeline_value,
+        }
+    };
+}
+
 impl Kpis {
-    /// The KPI under its docs/kpi.md key.
+    /// One KPI.
+    pub fn of(&self, kpi: Kpi) -> &KpiValue {
+        kpi_field!(self, kpi, &)
+    }
+
+    /// One KPI, to fill in.
+    pub fn of_mut(&mut self, kpi: Kpi) -> &mut KpiValue {
+        kpi_field!(self, kpi, &mut)
+    }
+
+    /// The KPI under its docs/kpi.md key (as templates and the report data name it).
     pub fn get(&self, key: &str) -> Option<&KpiValue> {
-        Some(match key {
-            "deals_won" => &self.deals_won,
-            "revenue" => &self.revenue,
-            "avg_deal_value" => &self.avg_deal_value,
-            "deals_lost" => &self.deals_lost,
-            "win_rate" => &self.win_rate,
-            "leads_total" => &self.leads_total,
-            "leads_converted" => &self.leads_converted,
-            "lead_conversion" => &self.lead_conversion,
-            "cycle_days_median" => &self.cycle_days_median,
-            "cycle_days_mean" => &self.cycle_days_mean,
-            "emails_sent" => &self.emails_sent,
-            "calls_made" => &self.calls_made,
-            "csat" => &self.csat,
-            "csat_responses" => &self.csat_responses,
-            "repeat_share" => &self.repeat_share,
-            "open_pipeline_value" => &self.open_pipeline_value,
-            _ => return None,
-        })
+        Kpi::from_key(key).map(|kpi| self.of(kpi))
     }
 
     /// Mutable access under a docs/kpi.md key.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut KpiValue> {
-        Some(match key {
-            "deals_won" => &mut self.deals_won,
-            "revenue" => &mut self.revenue,
-            "avg_deal_value" => &mut self.avg_deal_value,
-            "deals_lost" => &mut self.deals_lost,
-            "win_rate" => &mut self.win_rate,
-            "leads_total" => &mut self.leads_total,
-            "leads_converted" => &mut self.leads_converted,
-            "lead_conversion" => &mut self.lead_conversion,
-            "cycle_days_median" => &mut self.cycle_days_median,
-            "cycle_days_mean" => &mut self.cycle_days_mean,
-            "emails_sent" => &mut self.emails_sent,
-            "calls_made" => &mut self.calls_made,
-            "csat" => &mut self.csat,
-            "csat_responses" => &mut self.csat_responses,
-            "repeat_share" => &mut self.repeat_share,
-            "open_pipeline_value" => &mut self.open_pipeline_value,
-            _ => return None,
-        })
+        Kpi::from_key(key).map(|kpi| self.of_mut(kpi))
     }
 }
 
@@ -334,4 +345,25 @@ pub struct ReportData {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Chart name to the virtual path the template reads it from (`/charts/trend.svg`).
     pub charts: std::collections::BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kpi_is_the_field_of_its_key() {
+        let mut kpis = Kpis::default();
+        for kpi in Kpi::ALL {
+            kpis.of_mut(kpi).value = Some(kpi.index() as f64);
+        }
+        let json = serde_json::to_value(&kpis).unwrap();
+        let fields = json.as_object().unwrap();
+        assert_eq!(fields.len(), Kpi::ALL.len());
+        for kpi in Kpi::ALL {
+            assert_eq!(fields[kpi.key()]["value"], serde_json::json!(kpi.index() as f64), "{kpi}");
+            assert_eq!(kpis.get(kpi.key()), Some(kpis.of(kpi)));
+        }
+        assert_eq!(kpis.get("deals_wonn"), None);
+    }
 }

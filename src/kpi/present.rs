@@ -9,62 +9,11 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, Duration};
 
-use crate::config::KPI_KEYS;
 use crate::domain::{Period, PeriodKind};
 use crate::locale::{self, DASH, Language, fmt_count, fmt_days, fmt_money, fmt_number, fmt_pct, signed};
 
-use super::compute::lower_is_better;
+use super::catalog::{Kpi, Unit};
 use super::model::{Definition, KpiText, KpiValue, Kpis, PeriodInfo, ReportData};
-
-/// What a KPI counts, which decides its format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
-    Count,
-    Money,
-    /// A percentage; its delta is in percentage points.
-    Percent,
-    Days,
-    /// A satisfaction score.
-    Score,
-}
-
-/// The unit of a KPI key.
-pub fn unit_of(key: &str) -> Unit {
-    match key {
-        "revenue" | "avg_deal_value" | "open_pipeline_value" => Unit::Money,
-        "win_rate" | "lead_conversion" | "repeat_share" => Unit::Percent,
-        "cycle_days_median" | "cycle_days_mean" => Unit::Days,
-        "csat" => Unit::Score,
-        _ => Unit::Count,
-    }
-}
-
-/// A KPI's name in the report's language.
-pub fn kpi_label(key: &str, lang: Language) -> &'static str {
-    let (ru, en) = match key {
-        "deals_won" => ("Выиграно сделок", "Deals won"),
-        "revenue" => ("Выручка", "Revenue"),
-        "avg_deal_value" => ("Средний чек", "Average deal"),
-        "deals_lost" => ("Проиграно сделок", "Deals lost"),
-        "win_rate" => ("Доля выигранных", "Win rate"),
-        "leads_total" => ("Новые лиды", "New leads"),
-        "leads_converted" => ("Конвертировано лидов", "Leads converted"),
-        "lead_conversion" => ("Конверсия лидов", "Lead conversion"),
-        "cycle_days_median" => ("Цикл сделки (медиана), дн.", "Deal cycle (median), days"),
-        "cycle_days_mean" => ("Цикл сделки (среднее), дн.", "Deal cycle (mean), days"),
-        "emails_sent" => ("Отправлено писем", "E-mails sent"),
-        "calls_made" => ("Звонков", "Calls made"),
-        "csat" => ("Удовлетворённость клиентов", "Customer satisfaction"),
-        "csat_responses" => ("Оценок", "Ratings"),
-        "repeat_share" => ("Повторные клиенты", "Repeat customers"),
-        "open_pipeline_value" => ("Открытая воронка", "Open pipeline"),
-        _ => ("", ""),
-    };
-    match lang {
-        Language::Ru => ru,
-        Language::En => en,
-    }
-}
 
 /// A KPI value as shown; `—` for null. Money reads in whole units (`472 700 ₽`, never
 /// `406 296,22 ₽` beside it): a KPI is a headline, and kopecks in one card and not in the
@@ -119,8 +68,8 @@ pub fn direction(delta: Option<f64>) -> &'static str {
 }
 
 /// Whether the change is good news: for cycle time and lost deals, less is better.
-pub fn tone(key: &str, delta: Option<f64>) -> &'static str {
-    match (direction(delta), lower_is_better(key)) {
+pub fn tone(kpi: Kpi, delta: Option<f64>) -> &'static str {
+    match (direction(delta), kpi.lower_is_better()) {
         ("up", false) | ("down", true) => "good",
         ("up", true) | ("down", false) => "bad",
         _ => "neutral",
@@ -128,10 +77,10 @@ pub fn tone(key: &str, delta: Option<f64>) -> &'static str {
 }
 
 /// The pre-formatted strings of one KPI.
-pub fn kpi_text(key: &str, k: &KpiValue, currency: &str, lang: Language) -> KpiText {
-    let unit = unit_of(key);
+pub fn kpi_text(kpi: Kpi, k: &KpiValue, currency: &str, lang: Language) -> KpiText {
+    let unit = kpi.unit();
     KpiText {
-        label: kpi_label(key, lang).to_owned(),
+        label: kpi.label(lang).to_owned(),
         value: fmt_value(k.value, unit, currency, lang),
         previous: fmt_value(k.previous, unit, currency, lang),
         delta: fmt_delta(k.delta, unit, currency, lang),
@@ -139,15 +88,15 @@ pub fn kpi_text(key: &str, k: &KpiValue, currency: &str, lang: Language) -> KpiT
         target: fmt_value(k.target, unit, currency, lang),
         attainment: k.attainment_pct.map_or_else(|| DASH.to_owned(), |a| fmt_pct(a, lang)),
         direction: direction(k.delta).to_owned(),
-        tone: tone(key, k.delta).to_owned(),
+        tone: tone(kpi, k.delta).to_owned(),
     }
 }
 
 /// Fills `text` of every KPI.
 pub fn present_kpis(kpis: &mut Kpis, currency: &str, lang: Language) {
-    for key in KPI_KEYS {
-        let k = kpis.get_mut(key).expect("KPI_KEYS and Kpis name the same KPIs");
-        k.text = Some(kpi_text(key, k, currency, lang));
+    for kpi in Kpi::ALL {
+        let k = kpis.of_mut(kpi);
+        k.text = Some(kpi_text(kpi, k, currency, lang));
     }
 }
 
@@ -244,67 +193,12 @@ pub fn definitions(stuck_after_days: f64, lang: Language) -> Vec<Definition> {
             Definition { key: key.to_owned(), label: label.to_owned(), text }
         })
         .collect();
-    out.extend(KPI_KEYS.iter().map(|key| Definition {
-        key: (*key).to_owned(),
-        label: kpi_label(key, lang).to_owned(),
-        text: kpi_definition(key, lang).to_owned(),
+    out.extend(Kpi::ALL.into_iter().map(|kpi| Definition {
+        key: kpi.key().to_owned(),
+        label: kpi.label(lang).to_owned(),
+        text: kpi.definition(lang).to_owned(),
     }));
     out
-}
-
-/// One KPI's rule in a sentence or two.
-pub fn kpi_definition(key: &str, lang: Language) -> &'static str {
-    let (ru, en) = match key {
-        "deals_won" => ("Сделки, выигранные в периоде.", "Deals won in the period."),
-        "revenue" => ("Сумма выигранных в периоде сделок.", "The total amount of the deals won in the period."),
-        "avg_deal_value" => {
-            ("Выручка, делённая на число выигранных сделок.", "Revenue divided by the number of deals won.")
-        }
-        "deals_lost" => ("Сделки, проигранные в периоде.", "Deals lost in the period."),
-        "win_rate" => (
-            "Выигранные сделки от выигранных и проигранных в периоде, в процентах.",
-            "Deals won as a share of deals won and lost in the period, in per cent.",
-        ),
-        "leads_total" => ("Лиды, созданные в периоде.", "Leads created in the period (DATE_CREATE)."),
-        "leads_converted" => (
-            "Из них — лиды, которые сейчас в успешном статусе.",
-            "Of those, the leads whose status is now a success status.",
-        ),
-        "lead_conversion" => (
-            "Конвертированные лиды от всех новых лидов периода, в процентах.",
-            "Converted leads as a share of the period's new leads, in per cent.",
-        ),
-        "cycle_days_median" => (
-            "Медиана дней от создания лида (или сделки, если лида нет) до выигрыша, по сделкам, выигранным в периоде.",
-            "The median of the days from the lead's creation (or the deal's, without a lead) to the win, over the deals won in the period.",
-        ),
-        "cycle_days_mean" => ("То же, среднее арифметическое.", "The same, as an arithmetic mean."),
-        "emails_sent" => (
-            "Исходящие завершённые письма (дела), созданные в периоде.",
-            "Outgoing, completed e-mail activities created in the period.",
-        ),
-        "calls_made" => (
-            "Исходящие завершённые звонки (дела), созданные в периоде.",
-            "Outgoing, completed call activities created in the period.",
-        ),
-        "csat" => (
-            "Средняя оценка клиента по выигранным в периоде сделкам, у которых она есть и лежит в шкале.",
-            "The mean customer rating over the deals won in the period that have one within the scale.",
-        ),
-        "csat_responses" => ("Число таких оценок.", "The number of such ratings."),
-        "repeat_share" => (
-            "Доля выигранных сделок с повторными клиентами, в процентах.",
-            "The share of won deals with returning customers, in per cent.",
-        ),
-        "open_pipeline_value" => {
-            ("Сумма сделок, открытых на конец периода.", "The total amount of the deals open at the period's end.")
-        }
-        _ => ("", ""),
-    };
-    match lang {
-        Language::Ru => ru,
-        Language::En => en,
-    }
 }
 
 /// The source name of records without a `SOURCE_ID`.
@@ -358,104 +252,118 @@ pub fn short_label(p: &Period, lang: Language) -> String {
     }
 }
 
+/// Labels that are a KPI's name, with a suffix, under another key: a built-in template's
+/// column header and the charts' legends and axes (`chart::label`).
+const KPI_NAMED: [(&str, Kpi, &str); 4] = [
+    ("avg_deal", Kpi::AvgDealValue, ""),
+    ("chart_revenue", Kpi::Revenue, ""),
+    ("chart_deals_won", Kpi::DealsWon, ""),
+    ("chart_conversion", Kpi::LeadConversion, ", %"),
+];
+
+/// The section titles and column headers templates print, by key.
+const LABELS: &[(&str, &str, &str)] = &[
+    ("manager_report", "Эффективность менеджера", "Manager performance"),
+    ("department_report", "Эффективность менеджеров", "Sales team performance"),
+    ("funnel", "Воронка продаж", "Sales funnel"),
+    ("sources", "Источники лидов", "Lead sources"),
+    ("products", "Товары", "Products"),
+    ("stuck_deals", "Зависшие сделки", "Stuck deals"),
+    ("trend", "Динамика", "Trend"),
+    ("target", "Цель", "Target"),
+    ("previous_period", "Прошлый период", "Previous period"),
+    ("change", "Изменение", "Change"),
+    ("attainment", "Выполнение плана", "Target attainment"),
+    ("team_rank", "Место в команде", "Team rank"),
+    ("team_median", "Медиана команды", "Team median"),
+    ("hints", "Рекомендации", "Recommendations"),
+    ("notes", "Примечания о данных", "Data notes"),
+    ("no_data", "Нет данных", "No data"),
+    ("period", "Период", "Period"),
+    ("year_ago", "Год назад", "A year ago"),
+    ("value", "Значение", "Value"),
+    ("manager", "Менеджер", "Manager"),
+    ("managers", "Менеджеры", "Managers"),
+    ("deal", "Сделка", "Deal"),
+    ("deals", "Сделок", "Deals"),
+    ("entered", "Вошли", "Entered"),
+    ("reached", "Дошли", "Reached"),
+    ("stage", "Стадия", "Stage"),
+    ("pipeline", "Воронка", "Pipeline"),
+    ("days", "Дней", "Days"),
+    ("amount", "Сумма", "Amount"),
+    ("source", "Источник", "Source"),
+    ("product", "Товар", "Product"),
+    ("conversion", "Конверсия", "Conversion"),
+    ("median_days", "Медиана, дн.", "Median, days"),
+    ("cycle_distribution", "Распределение цикла сделки, дн.", "Deal cycle distribution, days"),
+    ("best", "Лучший результат", "Best"),
+    ("worst", "Худший результат", "Worst"),
+    ("of", "из", "of"),
+    ("generated_at", "Сформирован", "Generated"),
+    ("currency", "Валюта", "Currency"),
+    ("kpi", "Показатель", "KPI"),
+    ("no_stuck_deals", "Зависших сделок нет", "No stuck deals"),
+    ("definitions", "Как считаются показатели", "How the numbers are computed"),
+    ("pp", "п.п.", "pp"),
+    // Section titles and headers of the built-in templates, so that a template an admin
+    // copies finds every string it prints in the data, in the report's language.
+    ("previous", "Пред.", "Prev."),
+    ("where_you_stand", "Ваше место в команде", "Where you stand"),
+    ("rank_revenue", "Место по выручке", "Rank by revenue"),
+    ("rank_conversion", "Место по конверсии лидов", "Rank by lead conversion"),
+    ("you", "Вы", "You"),
+    ("days_idle", "Дней без движения", "Days idle"),
+    ("page", "Стр.", "Page"),
+    ("totals", "Итоги отдела", "Department totals"),
+    ("results", "Результаты", "Results"),
+    ("activity", "Лиды и активность", "Leads and activity"),
+    (
+        "top_15",
+        "Первые 15 по выручке; все менеджеры — в таблице ниже.",
+        "Top 15 by revenue; every manager is in the tables below.",
+    ),
+    (
+        "sources_top_15",
+        "Первые 15 источников; все — в таблице «Источники лидов».",
+        "The first 15 sources; all of them are in the table «Lead sources».",
+    ),
+    ("trend_last_12", "На графике — последние 12 периодов из {n}.", "The chart shows the last 12 of {n} periods."),
+    ("revenue_by_manager", "Выручка по менеджерам", "Revenue by manager"),
+    ("sources_chart", "Конверсия лидов по источникам", "Lead conversion by source"),
+    ("no_source", "Без источника", "No source"),
+    ("leads", "Лиды", "Leads"),
+    ("converted", "Конвертировано", "Converted"),
+    // The charts' legends and axes (`chart::label`).
+    ("chart_target_revenue", "План по выручке", "Revenue target"),
+    ("chart_target_deals", "План по сделкам", "Deals target"),
+    ("chart_deals", "Сделок", "Deals"),
+    ("chart_days", "дней", "days"),
+];
+
+/// The label under `key` in the report's language, as [`labels`] has it; `None` for a key
+/// it does not have.
+pub fn label(key: &str, lang: Language) -> Option<String> {
+    if let Some(kpi) = Kpi::from_key(key) {
+        return Some(kpi.label(lang).to_owned());
+    }
+    if let Some((_, kpi, suffix)) = KPI_NAMED.iter().find(|(k, ..)| *k == key) {
+        return Some(format!("{}{suffix}", kpi.label(lang)));
+    }
+    LABELS.iter().find(|(k, ..)| *k == key).map(|(_, ru, en)| {
+        match lang {
+            Language::Ru => ru,
+            Language::En => en,
+        }
+        .to_string()
+    })
+}
+
 /// Every string the templates print, by key: the KPI names under their docs/kpi.md keys and the
 /// section titles and column headers.
 pub fn labels(lang: Language) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> =
-        KPI_KEYS.iter().map(|k| (k.to_string(), kpi_label(k, lang).to_owned())).collect();
-    const LABELS: &[(&str, &str, &str)] = &[
-        ("manager_report", "Эффективность менеджера", "Manager performance"),
-        ("department_report", "Эффективность менеджеров", "Sales team performance"),
-        ("funnel", "Воронка продаж", "Sales funnel"),
-        ("sources", "Источники лидов", "Lead sources"),
-        ("products", "Товары", "Products"),
-        ("stuck_deals", "Зависшие сделки", "Stuck deals"),
-        ("trend", "Динамика", "Trend"),
-        ("target", "Цель", "Target"),
-        ("previous_period", "Прошлый период", "Previous period"),
-        ("change", "Изменение", "Change"),
-        ("attainment", "Выполнение плана", "Target attainment"),
-        ("team_rank", "Место в команде", "Team rank"),
-        ("team_median", "Медиана команды", "Team median"),
-        ("hints", "Рекомендации", "Recommendations"),
-        ("notes", "Примечания о данных", "Data notes"),
-        ("no_data", "Нет данных", "No data"),
-        ("period", "Период", "Period"),
-        ("year_ago", "Год назад", "A year ago"),
-        ("value", "Значение", "Value"),
-        ("manager", "Менеджер", "Manager"),
-        ("managers", "Менеджеры", "Managers"),
-        ("deal", "Сделка", "Deal"),
-        ("deals", "Сделок", "Deals"),
-        ("entered", "Вошли", "Entered"),
-        ("reached", "Дошли", "Reached"),
-        ("stage", "Стадия", "Stage"),
-        ("pipeline", "Воронка", "Pipeline"),
-        ("days", "Дней", "Days"),
-        ("amount", "Сумма", "Amount"),
-        ("source", "Источник", "Source"),
-        ("product", "Товар", "Product"),
-        ("conversion", "Конверсия", "Conversion"),
-        ("median_days", "Медиана, дн.", "Median, days"),
-        ("cycle_distribution", "Распределение цикла сделки, дн.", "Deal cycle distribution, days"),
-        ("best", "Лучший результат", "Best"),
-        ("worst", "Худший результат", "Worst"),
-        ("of", "из", "of"),
-        ("generated_at", "Сформирован", "Generated"),
-        ("currency", "Валюта", "Currency"),
-        ("kpi", "Показатель", "KPI"),
-        ("no_stuck_deals", "Зависших сделок нет", "No stuck deals"),
-        ("definitions", "Как считаются показатели", "How the numbers are computed"),
-        ("pp", "п.п.", "pp"),
-        // Section titles and headers of the built-in templates, so that a template an admin
-        // copies finds every string it prints in the data, in the report's language.
-        ("previous", "Пред.", "Prev."),
-        ("where_you_stand", "Ваше место в команде", "Where you stand"),
-        ("rank_revenue", "Место по выручке", "Rank by revenue"),
-        ("rank_conversion", "Место по конверсии лидов", "Rank by lead conversion"),
-        ("you", "Вы", "You"),
-        ("days_idle", "Дней без движения", "Days idle"),
-        ("page", "Стр.", "Page"),
-        ("totals", "Итоги отдела", "Department totals"),
-        ("results", "Результаты", "Results"),
-        ("activity", "Лиды и активность", "Leads and activity"),
-        (
-            "top_15",
-            "Первые 15 по выручке; все менеджеры — в таблице ниже.",
-            "Top 15 by revenue; every manager is in the tables below.",
-        ),
-        (
-            "sources_top_15",
-            "Первые 15 источников; все — в таблице «Источники лидов».",
-            "The first 15 sources; all of them are in the table «Lead sources».",
-        ),
-        ("trend_last_12", "На графике — последние 12 периодов из {n}.", "The chart shows the last 12 of {n} periods."),
-        ("revenue_by_manager", "Выручка по менеджерам", "Revenue by manager"),
-        ("sources_chart", "Конверсия лидов по источникам", "Lead conversion by source"),
-        ("no_source", "Без источника", "No source"),
-        ("leads", "Лиды", "Leads"),
-        ("converted", "Конвертировано", "Converted"),
-        ("avg_deal", "Средний чек", "Average deal"),
-        // The charts' legends and axes (`chart::label`).
-        ("chart_revenue", "Выручка", "Revenue"),
-        ("chart_target_revenue", "План по выручке", "Revenue target"),
-        ("chart_target_deals", "План по сделкам", "Deals target"),
-        ("chart_deals_won", "Выиграно сделок", "Deals won"),
-        ("chart_deals", "Сделок", "Deals"),
-        ("chart_days", "дней", "days"),
-        ("chart_conversion", "Конверсия лидов, %", "Lead conversion, %"),
-    ];
-    for (key, ru, en) in LABELS {
-        out.insert(
-            key.to_string(),
-            match lang {
-                Language::Ru => ru,
-                Language::En => en,
-            }
-            .to_string(),
-        );
-    }
-    out
+    let keys = Kpi::ALL.iter().map(|k| k.key()).chain(KPI_NAMED.iter().map(|n| n.0)).chain(LABELS.iter().map(|l| l.0));
+    keys.map(|key| (key.to_owned(), label(key, lang).expect("a key of the tables above"))).collect()
 }
 
 /// The data-quality notes' sentences: counts, not one line per record; a note only when its
@@ -544,61 +452,101 @@ impl Notes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kpi::compute::compare;
 
     const MSK: chrono_tz::Tz = chrono_tz::Europe::Moscow;
 
     #[test]
     fn a_kpi_reads_with_its_unit_sign_and_tone() {
-        let won = kpi_text("deals_won", &compare("deals_won", Some(5.0), Some(3.0), Some(4.0)), "RUB", Language::Ru);
+        let won = kpi_text(
+            Kpi::DealsWon,
+            &KpiValue::compare(Kpi::DealsWon, Some(5.0), Some(3.0), Some(4.0)),
+            "RUB",
+            Language::Ru,
+        );
         assert_eq!(won.value, "5");
         assert_eq!(won.delta, "+2");
         assert_eq!(won.delta_pct, "+66,7\u{a0}%");
         assert_eq!(won.attainment, "125,0\u{a0}%");
         assert_eq!((won.direction.as_str(), won.tone.as_str()), ("up", "good"));
 
-        let rev =
-            kpi_text("revenue", &compare("revenue", Some(1_234_567.0), Some(1_300_000.0), None), "RUB", Language::Ru);
+        let rev = kpi_text(
+            Kpi::Revenue,
+            &KpiValue::compare(Kpi::Revenue, Some(1_234_567.0), Some(1_300_000.0), None),
+            "RUB",
+            Language::Ru,
+        );
         assert_eq!(rev.value, "1\u{a0}234\u{a0}567\u{a0}₽");
         assert_eq!(rev.delta, "−65\u{a0}433\u{a0}₽");
         assert_eq!(rev.target, "—");
         assert_eq!(rev.tone, "bad");
 
         // Cards show whole roubles even when the data has kopecks, value and delta alike.
-        let odd =
-            kpi_text("revenue", &compare("revenue", Some(472_700.0), Some(406_296.222), None), "RUB", Language::Ru);
+        let odd = kpi_text(
+            Kpi::Revenue,
+            &KpiValue::compare(Kpi::Revenue, Some(472_700.0), Some(406_296.222), None),
+            "RUB",
+            Language::Ru,
+        );
         assert_eq!(odd.previous, "406\u{a0}296\u{a0}₽");
         assert_eq!(odd.delta, "+66\u{a0}404\u{a0}₽");
-        let tiny = kpi_text("revenue", &compare("revenue", Some(100.0), Some(100.4), None), "RUB", Language::En);
+        let tiny = kpi_text(
+            Kpi::Revenue,
+            &KpiValue::compare(Kpi::Revenue, Some(100.0), Some(100.4), None),
+            "RUB",
+            Language::En,
+        );
         assert_eq!(tiny.delta, "₽0");
 
-        let conv =
-            kpi_text("lead_conversion", &compare("lead_conversion", Some(25.0), Some(21.8), None), "RUB", Language::En);
+        let conv = kpi_text(
+            Kpi::LeadConversion,
+            &KpiValue::compare(Kpi::LeadConversion, Some(25.0), Some(21.8), None),
+            "RUB",
+            Language::En,
+        );
         assert_eq!(conv.value, "25.0%");
         assert_eq!(conv.delta, "+3.2\u{a0}pp");
-        let conv_ru =
-            kpi_text("lead_conversion", &compare("lead_conversion", Some(25.0), Some(21.8), None), "RUB", Language::Ru);
+        let conv_ru = kpi_text(
+            Kpi::LeadConversion,
+            &KpiValue::compare(Kpi::LeadConversion, Some(25.0), Some(21.8), None),
+            "RUB",
+            Language::Ru,
+        );
         assert_eq!(conv_ru.delta, "+3,2\u{a0}п.п.");
 
         let cycle = kpi_text(
-            "cycle_days_median",
-            &compare("cycle_days_median", Some(10.0), Some(12.5), Some(12.0)),
+            Kpi::CycleDaysMedian,
+            &KpiValue::compare(Kpi::CycleDaysMedian, Some(10.0), Some(12.5), Some(12.0)),
             "RUB",
             Language::Ru,
         );
         assert_eq!((cycle.delta.as_str(), cycle.direction.as_str(), cycle.tone.as_str()), ("−2,5", "down", "good"));
         assert_eq!(cycle.attainment, "120,0\u{a0}%");
 
-        let lost = kpi_text("deals_lost", &compare("deals_lost", Some(4.0), Some(2.0), None), "RUB", Language::En);
+        let lost = kpi_text(
+            Kpi::DealsLost,
+            &KpiValue::compare(Kpi::DealsLost, Some(4.0), Some(2.0), None),
+            "RUB",
+            Language::En,
+        );
         assert_eq!(lost.tone, "bad");
     }
 
     #[test]
     fn nulls_read_as_a_dash_with_no_direction() {
-        let t = kpi_text("avg_deal_value", &compare("avg_deal_value", None, Some(100.0), None), "USD", Language::En);
+        let t = kpi_text(
+            Kpi::AvgDealValue,
+            &KpiValue::compare(Kpi::AvgDealValue, None, Some(100.0), None),
+            "USD",
+            Language::En,
+        );
         assert_eq!((t.value.as_str(), t.delta.as_str(), t.delta_pct.as_str()), ("—", "—", "—"));
         assert_eq!((t.direction.as_str(), t.tone.as_str()), ("none", "neutral"));
-        let flat = kpi_text("calls_made", &compare("calls_made", Some(0.0), Some(0.0), None), "USD", Language::En);
+        let flat = kpi_text(
+            Kpi::CallsMade,
+            &KpiValue::compare(Kpi::CallsMade, Some(0.0), Some(0.0), None),
+            "USD",
+            Language::En,
+        );
         assert_eq!((flat.delta.as_str(), flat.delta_pct.as_str(), flat.direction.as_str()), ("0", "—", "flat"));
     }
 
@@ -625,8 +573,8 @@ mod tests {
     fn labels_name_every_kpi_and_section_in_both_languages() {
         let ru = labels(Language::Ru);
         let en = labels(Language::En);
-        for key in KPI_KEYS {
-            assert!(!ru[key].is_empty() && !en[key].is_empty(), "{key}");
+        for kpi in Kpi::ALL {
+            assert!(!ru[kpi.key()].is_empty() && !en[kpi.key()].is_empty(), "{kpi}");
         }
         assert_eq!(ru["funnel"], "Воронка продаж");
         assert_eq!(en["funnel"], "Sales funnel");

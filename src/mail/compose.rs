@@ -27,13 +27,20 @@ use serde::Serialize;
 
 use super::{MailError, Outgoing, ReportMail};
 use crate::config::{MailConfig, ReportKind};
-use crate::kpi::ReportData;
+use crate::kpi::{Kpi, ReportData};
 use crate::locale::Language;
 use crate::text::{base64, one_line};
 
 /// The KPIs a report e-mail shows, in this order.
-pub const HEADLINE_KPIS: [&str; 7] =
-    ["deals_won", "revenue", "avg_deal_value", "lead_conversion", "cycle_days_median", "csat", "emails_sent"];
+pub const HEADLINE_KPIS: [Kpi; 7] = [
+    Kpi::DealsWon,
+    Kpi::Revenue,
+    Kpi::AvgDealValue,
+    Kpi::LeadConversion,
+    Kpi::CycleDaysMedian,
+    Kpi::Csat,
+    Kpi::EmailsSent,
+];
 
 const TEMPLATES: [(&str, &str); 13] = [
     ("subject.txt", include_str!("../../report-templates/mail/subject.txt.j2")),
@@ -139,8 +146,6 @@ fn phrases(lang: Language) -> BTreeMap<&'static str, &'static str> {
             ("col_previous", "Было"),
             ("col_target", "План"),
             ("col_manager", "Менеджер"),
-            ("col_deals_won", "Выиграно сделок"),
-            ("col_revenue", "Выручка"),
             ("managers_title", "Менеджеры"),
             ("stuck_deals", "Зависших сделок"),
             ("col_deal", "Сделка"),
@@ -179,8 +184,6 @@ fn phrases(lang: Language) -> BTreeMap<&'static str, &'static str> {
             ("col_previous", "Before"),
             ("col_target", "Target"),
             ("col_manager", "Manager"),
-            ("col_deals_won", "Deals won"),
-            ("col_revenue", "Revenue"),
             ("managers_title", "Managers"),
             ("stuck_deals", "Stuck deals"),
             ("col_deal", "Deal"),
@@ -210,7 +213,11 @@ fn phrases(lang: Language) -> BTreeMap<&'static str, &'static str> {
             ("failed_rerun", "Run it again (nothing already sent goes out twice)"),
         ],
     };
-    pairs.iter().copied().collect()
+    let mut out: BTreeMap<&'static str, &'static str> = pairs.iter().copied().collect();
+    // Column headers that are a KPI's name.
+    out.insert("col_deals_won", Kpi::DealsWon.label(lang));
+    out.insert("col_revenue", Kpi::Revenue.label(lang));
+    out
 }
 
 /// One headline KPI as the templates print it.
@@ -231,8 +238,8 @@ struct HeadlineRow {
 fn headline(data: &ReportData) -> Vec<HeadlineRow> {
     HEADLINE_KPIS
         .iter()
-        .filter_map(|&key| {
-            let k = data.kpis.get(key)?;
+        .filter_map(|&kpi| {
+            let (key, k) = (kpi.key(), data.kpis.of(kpi));
             // A KPI the portal cannot measure (no satisfaction field) would only add a dash.
             if k.value.is_none() && k.previous.is_none() {
                 return None;

@@ -17,9 +17,9 @@ use crate::config::{Config, CrmSourceKind, JobConfig, ReportKind};
 use crate::crm::bitrix24::cached::{CacheSettings, CachedClient};
 use crate::crm::bitrix24::{Bitrix24Client, ClientSettings};
 use crate::crm::emulator::{Emulator, EmulatorOptions};
-use crate::crm::{CrmError, CrmSource, FetchRequest, Scope};
+use crate::crm::{CrmError, CrmSource, FetchRequest};
 use crate::domain::{CrmSnapshot, Id, Period, Timestamp};
-use crate::kpi::{Analysis, KpiSettings, ReportData};
+use crate::kpi::{Analysis, ReportData};
 use crate::mail::AnyMailer;
 use crate::render::{RenderError, Renderer, Template};
 use crate::store::Store;
@@ -154,7 +154,7 @@ impl ReportBuilder {
     /// it), without a fetch: `check` runs it before [`ReportBuilder::render_sample`].
     pub fn check_empty(&self, job: &JobConfig, period: &Period, slot: DateTime<Tz>) -> Result<(), PipelineError> {
         let template = template_for(job, None)?;
-        let settings = KpiSettings::from_config(&self.config);
+        let settings = self.config.kpi_settings();
         let snapshot = CrmSnapshot::default();
         let analysis = Analysis::new(&snapshot, &settings);
         let mut data = match job.report {
@@ -175,7 +175,7 @@ impl ReportBuilder {
         only: &[Id],
         snapshot: &CrmSnapshot,
     ) -> Result<Vec<Pending>, PipelineError> {
-        let settings = KpiSettings::from_config(&self.config);
+        let settings = self.config.kpi_settings();
         let reports = {
             let analysis = Analysis::new(snapshot, &settings);
             match job.report {
@@ -278,7 +278,7 @@ impl ReportBuilder {
             since: until - chrono::Duration::hours(1),
             until,
             period_start: until - chrono::Duration::hours(1),
-            scope: scope(&self.config),
+            scope: self.config.crm.scope(),
             satisfaction_field: self.config.crm.satisfaction_field.clone(),
         };
         self.fetch(&request, slot).await.map(drop)
@@ -426,16 +426,8 @@ pub fn fetch_request(config: &Config, job: &JobConfig, period: &Period) -> Fetch
         since: since.fixed_offset(),
         until: period.end().fixed_offset(),
         period_start: period.start().fixed_offset(),
-        scope: scope(config),
+        scope: config.crm.scope(),
         satisfaction_field: config.crm.satisfaction_field.clone(),
-    }
-}
-
-fn scope(config: &Config) -> Scope {
-    Scope {
-        departments: config.crm.departments.clone(),
-        managers: config.crm.managers.clone(),
-        include_subdepartments: config.crm.include_subdepartments,
     }
 }
 

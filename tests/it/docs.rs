@@ -122,7 +122,10 @@ fn the_configuration_references_examples_form_a_valid_config() {
     let config = Config::parse(&text, "docs/configuration.md").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(config.jobs.len(), 2);
     assert_eq!(config.mail.reply_to.as_deref(), Some("Отдел продаж <sales@example.ru>"));
-    assert_eq!(config.targets.manager(17, salespulse::domain::PeriodKind::Month, "revenue"), Some(2_000_000.0));
+    assert_eq!(
+        config.targets.manager(17, salespulse::domain::PeriodKind::Month, salespulse::kpi::Kpi::Revenue),
+        Some(2_000_000.0)
+    );
     // config/example.toml is another such example; its keys are all in the reference.
     let example = read("config/example.toml");
     let documented = documented_keys(&doc);

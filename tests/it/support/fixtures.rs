@@ -510,7 +510,7 @@ fn product(id: &str, name: &str, won: u64, revenue: f64) -> ProductRowOut {
 pub fn empty_manager_report() -> ReportData {
     let mut data = manager_report();
     let en = false;
-    for key in salespulse::config::KPI_KEYS {
+    for key in salespulse::kpi::Kpi::ALL.map(|k| k.key()) {
         let label = data.kpis.get(key).and_then(|k| k.text.as_ref()).map(|t| t.label.clone()).unwrap_or_default();
         *data.kpis.get_mut(key).expect("a docs/kpi.md key") = kpi(&label, None, None, None, Unit::Count, en);
     }

@@ -1,0 +1,179 @@
+use super::*;
+use crate::domain::PeriodKind;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml")
+}
+
+const MINIMAL: &str = r#"
+[crm]
+source = "demo"
+[mail]
+transport = "outbox"
+from = "reports@example.ru"
+"#;
+
+#[test]
+fn every_file_in_config_parses() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            // Without any secret present: they are read when used.
+            Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    let c = Config::embedded();
+    assert_eq!(c.crm.source, CrmSourceKind::Demo);
+    assert!(c.job("manager-weekly").is_some() && c.job("department-monthly").is_some());
+}
+
+#[test]
+fn minimal_config_takes_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.timezone, chrono_tz::Europe::Moscow);
+    assert_eq!(c.language, Language::Ru);
+    assert_eq!(c.crm.stuck_after_days, 14.0);
+    assert_eq!(c.crm.satisfaction_scale, (1.0, 5.0));
+}
+
+fn invalid(text: &str) -> (usize, String, String) {
+    match parse(text) {
+        Err(ConfigError::Invalid { line, key, message, file, .. }) => {
+            assert_eq!(file, "test.toml");
+            (line, key, message)
+        }
+        other => panic!("expected an invalid config, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let (line, key, _) = invalid(&format!("{MINIMAL}colour = \"red\"\n").replace("[mail]", "tipo = 1\n[mail]"));
+    assert_eq!((line, key.as_str()), (4, "tipo"));
+}
+
+#[test]
+fn wrong_type_names_line_and_key() {
+    let (line, key, msg) =
+        invalid(&MINIMAL.replace("source = \"demo\"", "source = \"demo\"\nstuck_after_days = \"two weeks\""));
+    assert_eq!((line, key.as_str()), (4, "stuck_after_days"), "{msg}");
+}
+
+#[test]
+fn bad_time_zone_and_cron() {
+    let (line, key, _) = invalid(&format!("timezone = \"Europe/Atlantis\"\n{MINIMAL}"));
+    assert_eq!((line, key.as_str()), (1, "timezone"));
+    let job = "[[job]]\nname = \"w\"\nreport = \"manager\"\nschedule = \"0 8 * * MON *\"\nperiod = \"previous-week\"\n";
+    let (line, key, msg) = invalid(&format!("{MINIMAL}{job}"));
+    assert_eq!((line, key.as_str()), (10, "job.schedule"), "{msg}");
+    let bad_hour = job.replace("0 8 * * MON *", "0 25 * * MON");
+    let (_, key, _) = invalid(&format!("{MINIMAL}{bad_hour}"));
+    assert_eq!(key, "job.schedule");
+    let never = job.replace("0 8 * * MON *", "0 0 30 2 *");
+    let (_, key, msg) = invalid(&format!("{MINIMAL}{never}"));
+    assert_eq!(key, "job.schedule");
+    assert!(msg.contains("never fires"), "{msg}");
+    assert!(parse_cron("0 9 29 2 *").is_ok(), "29 February fires in leap years");
+}
+
+#[test]
+fn missing_secret_is_named_and_not_printed() {
+    let text = r#"
+[crm]
+source = "bitrix24"
+webhook_url_env = "SALESPULSE_TEST_UNSET_VARIABLE"
+departments = [3]
+[mail]
+transport = "outbox"
+from = "reports@example.ru"
+"#;
+    // Reading the config reads no secret; the command that needs it does.
+    let c = parse(text).unwrap();
+    c.require_secrets(false, true).unwrap();
+    match c.require_secrets(true, false) {
+        Err(ConfigError::Invalid { file, line, key, message, .. }) => {
+            assert_eq!((file.as_str(), line, key.as_str()), ("test.toml", 4, "crm.webhook_url_env"));
+            assert!(message.contains("SALESPULSE_TEST_UNSET_VARIABLE"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+
+    let inline = text.replace(
+        "webhook_url_env = \"SALESPULSE_TEST_UNSET_VARIABLE\"",
+        "webhook_url = \"https://x.bitrix24.ru/rest/1/topsecret/\"",
+    );
+    let c = parse(&inline).unwrap();
+    assert!(!format!("{c:?}").contains("topsecret"));
+}
+
+#[test]
+fn a_credential_is_read_from_the_credentials_directory_when_used() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("smtp_password"), "s3cret\n").unwrap();
+    std::fs::write(dir.path().join("webhook"), "http://portal.example.ru/rest/1/x/\n").unwrap();
+    let text = |url_key: &str| {
+        format!(
+            "[crm]\nsource = \"bitrix24\"\n{url_key}\ndepartments = [1]\n[mail]\ntransport = \"smtp\"\n\
+             host = \"smtp.example.ru\"\nusername = \"r@example.ru\"\npassword_credential = \"smtp_password\"\n\
+             from = \"a@b.ru\"\n"
+        )
+    };
+    let c = parse(&text("webhook_url_credential = \"webhook\"")).unwrap();
+    let MailTransportKind::Smtp { password: Some(password), .. } = &c.mail.transport else { panic!() };
+    assert_eq!(password.describe(), "from systemd credential smtp_password");
+    // Outside systemd (no $CREDENTIALS_DIRECTORY) the error says what to do.
+    let no_dir = password.with_credentials_dir(None).unwrap_err().to_string();
+    assert!(no_dir.contains("test.toml:9") && no_dir.contains("mail.password_credential"), "{no_dir}");
+    assert!(no_dir.contains("CREDENTIALS_DIRECTORY"), "{no_dir}");
+    let found = password.with_credentials_dir(Some(dir.path().as_os_str())).unwrap();
+    assert_eq!(found.expose(), "s3cret");
+    // A webhook read later is checked as an inline one is at load.
+    let CrmSourceKind::Bitrix24 { webhook_url } = &c.crm.source else { panic!() };
+    let url = webhook_url.with_credentials_dir(Some(dir.path().as_os_str())).unwrap();
+    assert!(check_webhook_url(url.expose()).is_err());
+    let (line, key, _) = invalid(&text("webhook_url_credential = \"../etc/passwd\""));
+    assert_eq!((line, key.as_str()), (3, "crm.webhook_url_credential"));
+    let (_, key, msg) = invalid(&text("webhook_url_credential = \"w\"\nwebhook_url_env = \"W\""));
+    assert_eq!(key, "crm.webhook_url", "{msg}");
+}
+
+#[test]
+fn plain_http_and_tls_none_only_to_loopback() {
+    let text = |url: &str| {
+        format!(
+            "[crm]\nsource = \"bitrix24\"\nwebhook_url = \"{url}\"\ndepartments = [1]\n[mail]\ntransport = \"outbox\"\nfrom = \"a@b.ru\"\n"
+        )
+    };
+    assert!(parse(&text("http://127.0.0.1:8080/rest/1/x/")).is_ok());
+    let (_, key, _) = invalid(&text("http://portal.example.ru/rest/1/x/"));
+    assert_eq!(key, "crm.webhook_url");
+    let smtp = |host: &str| {
+        format!(
+            "[crm]\nsource = \"demo\"\n[mail]\ntransport = \"smtp\"\nhost = \"{host}\"\ntls = \"none\"\nfrom = \"a@b.ru\"\n"
+        )
+    };
+    assert!(parse(&smtp("127.0.0.1")).is_ok());
+    let (line, key, _) = invalid(&smtp("smtp.example.ru"));
+    assert_eq!((line, key.as_str()), (5, "mail.host"));
+}
+
+#[test]
+fn targets_name_known_kpis_and_manager_ids() {
+    let t = format!("{MINIMAL}[targets.default.week]\ndeals_won = 3\n[targets.managers.\"17\".week]\ndeals_won = 5\n");
+    let c = parse(&t).unwrap();
+    assert_eq!(c.targets.manager(17, PeriodKind::Week, Kpi::DealsWon), Some(5.0));
+    assert_eq!(c.targets.manager(18, PeriodKind::Week, Kpi::DealsWon), Some(3.0));
+    assert_eq!(c.targets.manager(18, PeriodKind::Month, Kpi::DealsWon), None);
+    assert_eq!(c.targets.manager(18, PeriodKind::Custom, Kpi::DealsWon), None);
+    let (line, key, _) = invalid(&format!("{MINIMAL}[targets.default.week]\ndeals_wonn = 3\n"));
+    assert_eq!((line, key.as_str()), (8, "targets.default.week.deals_wonn"));
+}
+
+#[test]
+fn settings_come_from_the_config() {
+    let config = Config::embedded();
+    let cfg = config.kpi_settings();
+    assert_eq!(cfg.trend_periods, config.report.trend_periods);
+    assert_eq!(cfg.sort_managers_by, config.report.sort_managers_by);
+    assert_eq!(cfg.scope, config.crm.scope());
+}
