@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::{Id, PeriodKind};
+use crate::endpoint;
 use crate::locale::Language;
 
 /// The config used when `--config` is not given and `config/salespulse.toml` does not exist:
@@ -837,7 +838,7 @@ impl Ctx<'_> {
                         ));
                     }
                 };
-                if tls == TlsMode::None && !is_loopback_host(host.get_ref()) {
+                if tls == TlsMode::None && !endpoint::is_loopback_host(host.get_ref()) {
                     return Err(self.err(
                         host.span(),
                         "mail.host",
@@ -1068,21 +1069,10 @@ pub fn parse_cron(line: &str) -> Result<croner::Cron, String> {
     }
 }
 
-/// Webhooks must use https, except to a loopback host (a local test portal).
+/// The webhook check the Bitrix24 client makes ([`endpoint::webhook_url`]): https (plain
+/// http only to a loopback host, a local test portal), ending in `/rest/<user id>/<code>/`.
 pub fn check_webhook_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|_| "not a URL (expected https://portal/rest/1/code/)".to_owned())?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if parsed.host_str().is_some_and(is_loopback_host) => Ok(()),
-        "http" => Err("plain http is allowed only to a loopback address; use https".to_owned()),
-        other => Err(format!("unsupported scheme {other:?}; use https")),
-    }
-}
-
-/// `localhost`, `127.0.0.0/8` or `::1`.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    endpoint::webhook_url(url).map(|_| ())
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
