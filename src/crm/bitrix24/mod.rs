@@ -3,13 +3,13 @@
 //!
 //! How it stays gentle with a portal (Bitrix24's REST documentation): every list is walked
 //! in `ID` order with a keyset and pages of several lists are packed into one `batch`
-//! ([`paging`]), a client-side leaky bucket ([`limiter`]) keeps the request rate under the
-//! portal's, failures are classified and the transient ones retried ([`transport`]), and the
-//! portal's operating-time limit per method is kept account of ([`operating`]). The webhook
+//! (`paging`), a client-side leaky bucket ([`limiter`]) keeps the request rate under the
+//! portal's, failures are classified and the transient ones retried (`transport`), and the
+//! portal's operating-time limit per method is kept account of (`operating`). The webhook
 //! code never leaves the transport: logs and errors show `https://portal/rest/1/***/`, and
 //! since a portal may echo the code back (a redirect's `backurl=%2Frest%2F1%2F<code>%2Fbatch`,
 //! an `error_description` quoting the path), every error leaves through
-//! [`Bitrix24Client::run`], which scrubs the code from it in every encoding
+//! `Bitrix24Client::run`, which scrubs the code from it in every encoding
 //! ([`Secret::scrub`]), as do the retry logs.
 //!
 //! The layers, each using only those below it:
@@ -18,11 +18,11 @@
 //! |---|---|
 //! | `mod.rs` | [`Bitrix24Client`]: the plan walked, the rows assembled, errors scrubbed |
 //! | [`cached`] | [`cached::CachedClient`]: the same, reading through the local cache |
-//! | [`plan`] | which lists a [`FetchRequest`] needs |
-//! | [`assembly`] | wire rows into a [`CrmSnapshot`] |
-//! | [`paging`] | lists walked page by page, pages packed into batches; a page becomes rows |
-//! | [`transport`] | one call or batch: HTTP, error classification, retries, rate-limit answers |
-//! | [`operating`] | the operating-time account per method |
+//! | `plan` | which lists a [`FetchRequest`] needs |
+//! | `assembly` | wire rows into a [`CrmSnapshot`] |
+//! | `paging` | lists walked page by page, pages packed into batches; a page becomes rows |
+//! | `transport` | one call or batch: HTTP, error classification, retries, rate-limit answers |
+//! | `operating` | the operating-time account per method |
 //! | [`limiter`] | the client-side leaky bucket |
 //! | [`wire`] | the portal's wire format and its quirks, and rows into `domain` records |
 //!
