@@ -17,7 +17,7 @@ use plotters::style::FontStyle;
 use crate::kpi::ReportData;
 
 /// The family charts name in their SVG text.
-pub const FONT_FAMILY: &str = crate::render::FONT_FAMILY;
+pub const FONT_FAMILY: &str = crate::fonts::FAMILY;
 
 const INK: RGBColor = RGBColor(0x1f, 0x2a, 0x37);
 const MUTED: RGBColor = RGBColor(0x6b, 0x72, 0x80);
@@ -93,9 +93,9 @@ fn register_fonts() {
         // The bytes are PT Sans compiled into the binary: a parse failure would be a build
         // defect, and then plotters falls back to no metrics rather than failing here.
         for (style, bytes) in [
-            (FontStyle::Normal, crate::render::PT_SANS_REGULAR),
-            (FontStyle::Bold, crate::render::PT_SANS_BOLD),
-            (FontStyle::Italic, crate::render::PT_SANS_ITALIC),
+            (FontStyle::Normal, crate::fonts::REGULAR),
+            (FontStyle::Bold, crate::fonts::BOLD),
+            (FontStyle::Italic, crate::fonts::ITALIC),
         ] {
             let _ = plotters::style::register_font(FONT_FAMILY, style, bytes);
         }

@@ -14,10 +14,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, JobConfig, MailTransportKind, ReportKind};
+use crate::config::{Config, JobConfig, MailTransportKind};
 use crate::crm::bitrix24::missing_scopes;
-use crate::domain::CrmSnapshot;
-use crate::kpi::{Analysis, KpiSettings};
 use crate::mail::{MailError, ReportMail};
 use crate::pipeline::ReportBuilder;
 use crate::schedule;

@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, JobConfig};
 use crate::domain::{Id, Period};
-use crate::pipeline::deliver::{DeliverOptions, DeliverySummary, DeliveryIssue};
-use crate::pipeline::{PipelineRunner, ReportBuilder, RenderRequest, write_reports};
+use crate::pipeline::deliver::{DeliverOptions, DeliveryIssue, DeliverySummary};
+use crate::pipeline::{PipelineRunner, RenderRequest, ReportBuilder, write_reports};
 use crate::schedule::{self, Clock, SystemClock};
 use crate::store::Store;
 use crate::text::one_line;

@@ -45,9 +45,10 @@ use tracing::{error, info, warn};
 use crate::config::{Config, JobConfig};
 use crate::crm::CrmError;
 use crate::domain::Period;
+use crate::mail::AnyMailer;
 use crate::mail::{JobFailure, MailError, Mailer};
-use crate::pipeline::PipelineError;
-use crate::pipeline::deliver::{self, Backoff, DeliverySummary};
+use crate::pipeline::deliver::{self, Backoff, DeliverOptions, DeliverySummary};
+use crate::pipeline::{PipelineError, PipelineRunner, RenderRequest};
 use crate::schedule::{self, Clock};
 use crate::store::{RunOutcome, Store, StoreError};
 
@@ -71,6 +72,20 @@ pub trait JobRunner: Send + Sync {
         slot: DateTime<Tz>,
         period: &Period,
     ) -> impl Future<Output = Result<DeliverySummary, anyhow::Error>> + Send;
+}
+
+/// The daemon's runner in production: `send`'s pipeline, with the defaults of a scheduled
+/// run (all managers, the job's template, no resend).
+impl JobRunner for PipelineRunner {
+    type Mailer = AnyMailer;
+
+    fn mailer(&self) -> &AnyMailer {
+        PipelineRunner::mailer(self)
+    }
+
+    async fn run_job(&self, job: &JobConfig, slot: DateTime<Tz>, period: &Period) -> anyhow::Result<DeliverySummary> {
+        self.render_and_deliver(job, period, slot, &RenderRequest::default(), DeliverOptions::default()).await
+    }
 }
 
 /// Why the daemon should stop.

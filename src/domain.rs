@@ -489,13 +489,24 @@ fn next_month(first: NaiveDate) -> NaiveDate {
 /// Local midnight of `day`; where a zone skips midnight (a DST change at 00:00, as in some
 /// zones' history), the first instant of the day after the gap.
 pub fn local_midnight(day: NaiveDate, tz: Tz) -> DateTime<Tz> {
-    let naive: NaiveDateTime = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    resolve_local(tz, day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+}
+
+/// The longest a zone's offset changes at once (Pacific/Apia skipped a whole day in 2011).
+pub const MAX_DST_SHIFT_HOURS: i64 = 26;
+
+/// The instant a local wall-clock time stands for (the DST rules of `schedule`'s module
+/// doc, used by periods and slots alike): the only one, the earlier of two (a repeated
+/// hour), or the first instant after a gap (a skipped hour).
+pub fn resolve_local(tz: Tz, naive: NaiveDateTime) -> DateTime<Tz> {
     match tz.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) => t,
-        chrono::LocalResult::Ambiguous(a, _) => a,
-        chrono::LocalResult::None => (1..=180)
+        chrono::LocalResult::Ambiguous(a, b) => a.min(b),
+        chrono::LocalResult::None => (1..=MAX_DST_SHIFT_HOURS * 60)
             .find_map(|m| tz.from_local_datetime(&(naive + Duration::minutes(m))).earliest())
-            .expect("a DST gap is shorter than three hours"),
+            // chrono-tz has no gap longer than a day; if one ever appeared, the instant that
+            // naive time names in UTC is a reasonable answer rather than a panic.
+            .unwrap_or_else(|| tz.from_utc_datetime(&naive)),
     }
 }
 

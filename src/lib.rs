@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod domain;
 pub mod endpoint;
 pub mod fnv;
+pub mod fonts;
 pub mod kpi;
 pub mod locale;
 pub mod mail;

@@ -24,13 +24,6 @@ use crate::chart::Chart;
 use crate::config::ReportKind;
 use crate::kpi::ReportData;
 
-/// PT Sans (ParaType Free Font License, `assets/fonts/PTSans-LICENSE.txt`): the family
-/// templates and charts name, because typst-kit's embedded fonts have no sans-serif.
-pub const FONT_FAMILY: &str = "PT Sans";
-pub static PT_SANS_REGULAR: &[u8] = include_bytes!("../assets/fonts/PTSans-Regular.ttf");
-pub static PT_SANS_BOLD: &[u8] = include_bytes!("../assets/fonts/PTSans-Bold.ttf");
-pub static PT_SANS_ITALIC: &[u8] = include_bytes!("../assets/fonts/PTSans-Italic.ttf");
-
 const MANAGER_TEMPLATE: &str = include_str!("../report-templates/manager.typ");
 const DEPARTMENT_TEMPLATE: &str = include_str!("../report-templates/department.typ");
 
@@ -112,7 +105,7 @@ impl Renderer {
     /// Loads the embedded fonts and builds the standard library.
     pub fn new() -> Renderer {
         let mut fonts: Vec<Font> = typst_kit::fonts::embedded().map(|(font, _)| font).collect();
-        for data in [PT_SANS_REGULAR, PT_SANS_BOLD, PT_SANS_ITALIC] {
+        for data in crate::fonts::ALL {
             fonts.extend(Font::iter(Bytes::new(data)));
         }
         let book = FontBook::from_fonts(&fonts);

@@ -22,15 +22,15 @@
 //! Scheduling the slots (sleeping, catching up) is the daemon's; what a slot renders is the
 //! pipeline's.
 
-use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use crate::config::PeriodRule;
+pub use crate::domain::resolve_local;
 use crate::domain::{Period, PeriodKind};
 
-/// The longest a zone's offset changes at once (Pacific/Apia skipped a whole day in 2011);
-/// searches start this far before their bound in naive time so no match is missed.
-const MAX_SHIFT_HOURS: i64 = 26;
+/// Searches start this far before their bound in naive time so no match is missed.
+const MAX_SHIFT_HOURS: i64 = crate::domain::MAX_DST_SHIFT_HOURS;
 
 /// Where the current time comes from.
 pub trait Clock: Send + Sync {
@@ -71,20 +71,6 @@ impl FixedClock {
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The instant a local wall-clock time stands for, by the rules in the module doc:
-/// the only one, the earlier of two, or the first instant after a gap.
-pub fn resolve_local(tz: Tz, naive: NaiveDateTime) -> DateTime<Tz> {
-    match tz.from_local_datetime(&naive) {
-        chrono::LocalResult::Single(t) => t,
-        chrono::LocalResult::Ambiguous(a, b) => a.min(b),
-        chrono::LocalResult::None => (1..=MAX_SHIFT_HOURS * 60)
-            .find_map(|m| tz.from_local_datetime(&(naive + Duration::minutes(m))).earliest())
-            // chrono-tz has no gap longer than a day; if one ever appeared, the instant that
-            // naive time names in UTC is a reasonable slot rather than a panic in the daemon.
-            .unwrap_or_else(|| tz.from_utc_datetime(&naive)),
     }
 }
 
@@ -160,7 +146,7 @@ pub fn slots_between(cron: &croner::Cron, tz: Tz, from: DateTime<Utc>, to: DateT
 mod tests {
     use std::str::FromStr;
 
-    use chrono::{Datelike, NaiveDate};
+    use chrono::{Datelike, NaiveDate, TimeZone};
     use chrono_tz::America::New_York;
     use chrono_tz::Europe::{Berlin, Moscow};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use salespulse::chart::{self, Chart};
 use salespulse::config::ReportKind;
 use salespulse::kpi::ReportData;
-use salespulse::render::{self, Renderer, Template};
+use salespulse::render::{Renderer, Template};
 
 /// One document's costs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -113,9 +113,9 @@ pub fn export(dir: &Path, data: &ReportData, renderer: &Renderer) -> std::io::Re
         std::fs::write(dir.join(c.path.trim_start_matches('/')), &c.svg)?;
     }
     for (name, bytes) in [
-        ("PTSans-Regular.ttf", render::PT_SANS_REGULAR),
-        ("PTSans-Bold.ttf", render::PT_SANS_BOLD),
-        ("PTSans-Italic.ttf", render::PT_SANS_ITALIC),
+        ("PTSans-Regular.ttf", salespulse::fonts::REGULAR),
+        ("PTSans-Bold.ttf", salespulse::fonts::BOLD),
+        ("PTSans-Italic.ttf", salespulse::fonts::ITALIC),
     ] {
         std::fs::write(dir.join("fonts").join(name), bytes)?;
     }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use salespulse::config::Config;
 use salespulse::crm::emulator::{PortalData, Record};
 use salespulse::domain::{
-    Activity, CrmSnapshot, Currency, Deal, Department, Id, Lead, DealPipeline, ProductRow, Semantics, Source, Stage,
+    Activity, CrmSnapshot, Currency, Deal, DealPipeline, Department, Id, Lead, ProductRow, Semantics, Source, Stage,
     StageChange, Timestamp, User,
 };
 

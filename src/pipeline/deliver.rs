@@ -23,7 +23,7 @@
 //!   collapsed by many mail systems and harmless otherwise;
 //! - the admin is told in the digest, so a duplicate is never a mystery.
 //!
-//! The crash test (`tests/it/daemon.rs`, SIGKILL of the real binary before, at and after
+//! The crash test (`tests/it/daemon_crash.rs`, SIGKILL of the real binary before, at and after
 //! DATA) shows both sides: kills before the dot lose nothing, and a kill at the very moment
 //! the server took the dot yields one duplicate, with the same Message-ID, reported.
 //!

@@ -18,7 +18,6 @@ use crate::crm::bitrix24::cached::{CacheSettings, CachedClient};
 use crate::crm::bitrix24::{Bitrix24Client, ClientSettings};
 use crate::crm::emulator::{Emulator, EmulatorOptions};
 use crate::crm::{CrmError, CrmSource, FetchRequest, Scope};
-use crate::daemon::JobRunner;
 use crate::domain::{CrmSnapshot, Id, Period, Timestamp};
 use crate::kpi::{Analysis, KpiSettings, ReportData};
 use crate::mail::AnyMailer;
@@ -163,9 +162,8 @@ impl ReportBuilder {
             ReportKind::Department => analysis.department_report(period, slot),
         };
         let charts = draw_charts(job, &mut data)?;
-        crate::render::check_template(&self.renderer, &template, &data, &charts).map_err(|source| {
-            PipelineError::Render { job: job.name.clone(), report: template.name.clone(), source }
-        })
+        crate::render::check_template(&self.renderer, &template, &data, &charts)
+            .map_err(|source| PipelineError::Render { job: job.name.clone(), report: template.name.clone(), source })
     }
 
     /// The report data of each report of `job` (only the managers in `only`, when given).
@@ -535,17 +533,10 @@ impl PipelineRunner {
         let config = self.builder.config();
         Ok(deliver::deliver(&self.store, &self.mailer, config, job, period, reports, &options).await?)
     }
-}
 
-impl JobRunner for PipelineRunner {
-    type Mailer = AnyMailer;
-
-    fn mailer(&self) -> &AnyMailer {
+    /// The mailer the reports are sent with.
+    pub fn mailer(&self) -> &AnyMailer {
         &self.mailer
-    }
-
-    async fn run_job(&self, job: &JobConfig, slot: DateTime<Tz>, period: &Period) -> anyhow::Result<DeliverySummary> {
-        self.render_and_deliver(job, period, slot, &RenderRequest::default(), DeliverOptions::default()).await
     }
 }
 

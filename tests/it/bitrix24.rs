@@ -15,6 +15,7 @@ use salespulse::domain::{CrmSnapshot, Semantics};
 use serde_json::Value;
 
 use crate::support::crm::{fast_client, fast_portal};
+use crate::support::logs;
 
 const AS_OF: &str = "2026-11-23T08:00:00+03:00";
 
@@ -549,9 +550,12 @@ async fn a_tiny_operating_limit_slows_the_fetch_but_does_not_change_its_snapshot
         operating_limit: limit,
         ..ClientSettings::default()
     };
+    let logs = logs::capture();
     let (snapshot, stats, took) = fetch_under(data.clone(), options.clone(), client_knowing.clone()).await;
     assert_eq!(snapshot, unlimited);
     assert!(took >= Duration::from_secs(2), "the client waited for resets: {took:?}");
+    assert!(logs.count(WAITING_FOR_RESET) > 0, "the client says when it waits for a reset:\n{}", logs.text());
+    drop(logs);
     // The client plans each batch under the limit from the cost per call it has seen, so
     // the portal does not need to refuse it.
     assert_eq!(stats.operation_limited, 0, "{stats:?}");
@@ -580,6 +584,12 @@ async fn fetch_under(
     (snapshot, stats, took)
 }
 
+/// What the client logs before each wait for a method's operating-time reset: the tests
+/// count these waits rather than time the fetch.
+const WAITING_FOR_RESET: &str = "waiting for its reset";
+
+/// Counted, not timed (a busy machine makes any fetch slow): the client logs no wait for a
+/// reset, and its error says the reset is further away than a run waits.
 #[tokio::test]
 async fn a_reset_further_away_than_a_run_waits_is_a_transient_error_naming_the_method() {
     let limit = Duration::from_secs(1);
@@ -598,12 +608,22 @@ async fn a_reset_further_away_than_a_run_waits_is_a_transient_error_naming_the_m
         ..ClientSettings::default()
     };
     let client = Bitrix24Client::new(&Secret::new(emulator.webhook_url()), settings).unwrap();
-    let started = std::time::Instant::now();
+    let logs = logs::capture();
     let err = client.fetch(&request(40)).await.unwrap_err();
     emulator.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "it did not wait for a reset 30 s away");
+    assert_eq!(logs.count(WAITING_FOR_RESET), 0, "it did not wait for a reset 30 s away:\n{}", logs.text());
     assert!(err.is_transient(), "{err}");
     let text = err.to_string();
     assert!(text.contains("failed to call crm.") && text.contains("operating-time limit"), "{text}");
+    let frees_up_in: u64 = text
+        .split("frees up in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("the error says when the method frees up: {text}"));
+    assert!(
+        (5..=30).contains(&frees_up_in) && text.contains("longer than a run waits (5 s)"),
+        "the reset lies within the 30 s window, beyond the 5 s a run waits: {text}"
+    );
     assert!(!text.contains("demo-webhook-code"), "{text}");
 }

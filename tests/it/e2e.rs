@@ -1,12 +1,11 @@
 //! The whole product through the real binary: `report` and `send` for both jobs on the demo
-//! portal, checked against docs/kpi.md computed here, independently, from the demo portal's
-//! wire records; delivery through a real SMTP server with STARTTLS and AUTH; config errors
-//! with their exit code.
+//! portal, checked against docs/kpi.md computed independently from the demo portal's wire
+//! records (`support/reference.rs`, shared with `reports.rs`); delivery through a real SMTP
+//! server with STARTTLS and AUTH; config errors with their exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::{DateTime, FixedOffset, TimeZone};
 use mail_parser::MimeHeaders;
 use serde_json::Value;
 
@@ -15,82 +14,8 @@ use salespulse::crm::emulator::{PortalData, Record};
 use crate::support::bin::{BIN, DEMO_CONFIG, Portal, ok, run};
 use crate::support::crm::{demo_emulator, portal_config};
 use crate::support::pdf;
+use crate::support::reference::{Reference, moscow};
 use crate::support::smtp::{SmtpOptions, TestSmtp};
-
-/// The slot a report of `period` belongs to in the demo config (docs/kpi.md: the first slot at
-/// or after the period's end), which is also the demo portal's "now".
-fn moscow(y: i32, m: u32, d: u32, h: u32) -> DateTime<chrono_tz::Tz> {
-    chrono_tz::Europe::Moscow.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
-
-fn ts(v: &Value) -> Option<DateTime<FixedOffset>> {
-    v.as_str().filter(|s| !s.is_empty()).and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-}
-
-fn s<'a>(r: &'a Record, key: &str) -> &'a str {
-    r.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-/// docs/kpi.md, written out plainly over the wire records, for one population and period.
-struct Expected {
-    deals_won: u64,
-    revenue: f64,
-    leads_total: u64,
-    emails_sent: u64,
-}
-
-fn expected(
-    data: &PortalData,
-    managers: &[&str],
-    start: DateTime<FixedOffset>,
-    end: DateTime<FixedOffset>,
-) -> Expected {
-    let inside = |t: Option<DateTime<FixedOffset>>| t.is_some_and(|t| t >= start && t < end);
-    let rate = |code: &str| {
-        let c = data.currencies.iter().find(|c| s(c, "CURRENCY") == code).expect("every demo currency has a rate");
-        s(c, "AMOUNT").parse::<f64>().unwrap() / s(c, "AMOUNT_CNT").parse::<f64>().unwrap()
-    };
-    let success_stages: Vec<&str> =
-        data.statuses.iter().filter(|st| s(st, "SEMANTICS") == "S").map(|st| s(st, "STATUS_ID")).collect();
-    let mut e = Expected { deals_won: 0, revenue: 0.0, leads_total: 0, emails_sent: 0 };
-    for deal in &data.deals {
-        if !managers.contains(&s(deal, "ASSIGNED_BY_ID")) || s(deal, "IS_RECURRING") == "Y" {
-            continue;
-        }
-        if !success_stages.contains(&s(deal, "STAGE_ID")) {
-            continue; // not won now: open, lost, or won and reopened
-        }
-        let won_at = data
-            .stage_history
-            .iter()
-            .filter(|h| s(h, "OWNER_ID") == s(deal, "ID") && s(h, "STAGE_SEMANTIC_ID") == "S")
-            .filter_map(|h| ts(&h["CREATED_TIME"]))
-            .max()
-            .or_else(|| ts(&deal["MOVED_TIME"]))
-            .or_else(|| ts(&deal["CLOSEDATE"]));
-        if inside(won_at) {
-            e.deals_won += 1;
-            e.revenue += s(deal, "OPPORTUNITY").parse::<f64>().unwrap() * rate(s(deal, "CURRENCY_ID"));
-        }
-    }
-    e.leads_total = data
-        .leads
-        .iter()
-        .filter(|l| managers.contains(&s(l, "ASSIGNED_BY_ID")) && inside(ts(&l["DATE_CREATE"])))
-        .count() as u64;
-    e.emails_sent = data
-        .activities
-        .iter()
-        .filter(|a| {
-            managers.contains(&s(a, "RESPONSIBLE_ID"))
-                && s(a, "TYPE_ID") == "4"
-                && s(a, "DIRECTION") == "2"
-                && s(a, "COMPLETED") == "Y"
-                && inside(ts(&a["CREATED"]))
-        })
-        .count() as u64;
-    e
-}
 
 fn value(data: &Value, kpi: &str) -> f64 {
     data["kpis"][kpi]["value"].as_f64().unwrap_or_else(|| panic!("kpis.{kpi}.value is a number in {data}"))
@@ -118,7 +43,7 @@ fn manager_scorecards_match_kpi_md_on_the_demo_portal() {
     assert!(pdfs.len() >= 8, "one scorecard per active manager in scope, got {pdfs:?}");
 
     let portal = salespulse::crm::demo::portal(moscow(2026, 11, 23, 8));
-    let (start, end) = (moscow(2026, 11, 16, 0).fixed_offset(), moscow(2026, 11, 23, 0).fixed_offset());
+    let (start, end) = (moscow(2026, 11, 16, 0), moscow(2026, 11, 23, 0));
     let mut seen_ivan = false;
     let mut any_won = false;
     for pdf_path in &pdfs {
@@ -128,12 +53,14 @@ fn manager_scorecards_match_kpi_md_on_the_demo_portal() {
         assert_eq!(data["period"]["start"], "2026-11-16T00:00:00+03:00");
         assert_eq!(data["previous_period"]["label"], "2026-W46");
         let id = data["manager"]["id"].as_str().unwrap().to_owned();
-        let want = expected(&portal, &[id.as_str()], start, end);
-        assert_eq!(value(&data, "deals_won") as u64, want.deals_won, "deals_won of manager {id}");
-        assert!((value(&data, "revenue") - want.revenue).abs() < 0.005, "revenue of manager {id}");
-        assert_eq!(value(&data, "leads_total") as u64, want.leads_total, "leads_total of manager {id}");
-        assert_eq!(value(&data, "emails_sent") as u64, want.emails_sent, "emails_sent of manager {id}");
-        any_won |= want.deals_won > 0;
+        let managers = [id.as_str()];
+        let want = Reference::new(&portal, &managers, start, end);
+        let won = want.won().len();
+        assert_eq!(value(&data, "deals_won") as usize, won, "deals_won of manager {id}");
+        assert!((value(&data, "revenue") - want.revenue()).abs() < 0.005, "revenue of manager {id}");
+        assert_eq!(value(&data, "leads_total") as usize, want.leads().len(), "leads_total of manager {id}");
+        assert_eq!(value(&data, "emails_sent") as usize, want.emails_sent(), "emails_sent of manager {id}");
+        any_won |= won > 0;
 
         // The PDF shows the same numbers, formatted as the data says.
         let bytes = std::fs::read(pdf_path).unwrap();
@@ -175,18 +102,19 @@ fn department_report_matches_kpi_md_and_is_one_population() {
 
     // The department job's slot for October is 1 November 09:00.
     let portal = salespulse::crm::demo::portal(moscow(2026, 11, 1, 9));
-    let want = expected(&portal, &ids, moscow(2026, 10, 1, 0).fixed_offset(), moscow(2026, 11, 1, 0).fixed_offset());
-    assert_eq!(value(&data, "deals_won") as u64, want.deals_won);
-    assert!((value(&data, "revenue") - want.revenue).abs() < 0.005);
-    assert_eq!(value(&data, "leads_total") as u64, want.leads_total);
-    assert_eq!(value(&data, "emails_sent") as u64, want.emails_sent);
+    let want = Reference::new(&portal, &ids, moscow(2026, 10, 1, 0), moscow(2026, 11, 1, 0));
+    let revenue = want.revenue();
+    assert_eq!(value(&data, "deals_won") as usize, want.won().len());
+    assert!((value(&data, "revenue") - revenue).abs() < 0.005);
+    assert_eq!(value(&data, "leads_total") as usize, want.leads().len());
+    assert_eq!(value(&data, "emails_sent") as usize, want.emails_sent());
     let summed: f64 = data["managers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["kpis"]["revenue"]["value"].as_f64().unwrap_or(0.0))
         .sum();
-    assert!((summed - want.revenue).abs() < 0.01, "revenue is additive over managers");
+    assert!((summed - revenue).abs() < 0.01, "revenue is additive over managers");
     // Breakdowns of docs/kpi.md: every pipeline's every stage, sources by revenue.
     let funnel = data["breakdowns"]["funnel"].as_array().unwrap();
     assert_eq!(funnel.len(), 2, "two pipelines");

@@ -1,7 +1,8 @@
 //! The documented install (issue 11, point 2): README's steps as `systemd/install.sh`, run on
 //! a temporary root; the installed config needs no secret for `check --offline` and
 //! `status`, and reads its secrets as systemd credentials for the commands that use them;
-//! the unit passes `systemd-analyze verify` and keeps its exposure score.
+//! the unit has the settings the daemon relies on, passes `systemd-analyze verify` and
+//! keeps its exposure score.
 
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
@@ -150,6 +151,31 @@ fn the_documented_install_runs_and_needs_a_secret_only_where_one_is_used() {
     };
     assert!(!secret_shown(&sent));
     assert_eq!(mode_and_owner(&state).0, 0o700, "the state directory is private");
+}
+
+/// The settings the daemon relies on, in the unit as committed; `systemd-analyze verify`
+/// and `security` run on the installed one in [`the_unit_verifies_and_keeps_its_exposure_score`].
+#[test]
+fn the_systemd_unit_has_the_settings_the_daemon_relies_on() {
+    let unit = Path::new(REPO).join("systemd/salespulse.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in [
+        "Type=notify",
+        "DynamicUser=yes",
+        "StateDirectory=salespulse",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "LoadCredential=webhook_url:/etc/salespulse/credentials/webhook_url",
+        "LoadCredential=smtp_password:/etc/salespulse/credentials/smtp_password",
+        "ExecStart=/usr/local/bin/salespulse run --config /etc/salespulse/salespulse.toml",
+        "Restart=on-failure",
+        &format!("RestartForceExitStatus={}", salespulse::daemon::EXIT_RESTART),
+        // A bad config or a missing secret exits 2 (cli), which a restart cannot fix.
+        "RestartPreventExitStatus=2",
+    ] {
+        assert!(text.lines().any(|l| l.trim() == line), "the unit lacks {line:?}");
+    }
+    assert!(!text.contains("EnvironmentFile"), "secrets come as credentials, not from an environment file");
 }
 
 /// `systemd-analyze`, if this machine has it; CI (`.ci/run`) sets

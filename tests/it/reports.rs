@@ -1,9 +1,10 @@
 //! The two reports as people receive them, from the demo portal through the real binary:
 //! the report data matches the committed golden files, every key of it is documented in
 //! `report-templates/README.md` (and every documented key exists), manager 17's numbers
-//! agree with docs/kpi.md worked out by hand over the demo portal's wire records, every section
-//! is printed with its numbers, and the English reports carry no Russian UI text (nor the
-//! Russian ones English), only CRM data.
+//! agree with docs/kpi.md worked out by hand over the demo portal's wire records
+//! (`support/reference.rs`, shared with `e2e.rs`), every section is printed with its
+//! numbers, and the English reports carry no Russian UI text (nor the Russian ones
+//! English), only CRM data.
 //!
 //! Golden files: `tests/golden/manager-17-2026-W47.json` and
 //! `tests/golden/department-2026-10.json` are the `.json` the binary writes beside the
@@ -23,15 +24,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, FixedOffset, TimeZone};
 use serde_json::Value;
 
 use salespulse::config::KPI_KEYS;
-use salespulse::crm::emulator::{PortalData, Record};
+use salespulse::crm::emulator::Record;
 use salespulse::kpi::present::fmt_money_whole;
 use salespulse::locale::{Language, fmt_number};
 
 use crate::support::pdf;
+use crate::support::reference::{Reference, days, median, moscow, s, ts};
 
 const BIN: &str = env!("CARGO_BIN_EXE_salespulse");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -156,32 +157,6 @@ fn the_department_data_of_october_matches_its_golden_file() {
 
 // ------------------------------------------------------------------------- docs/kpi.md by hand
 
-fn moscow(y: i32, m: u32, d: u32, h: u32) -> DateTime<chrono_tz::Tz> {
-    chrono_tz::Europe::Moscow.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
-
-fn ts(v: Option<&Value>) -> Option<DateTime<FixedOffset>> {
-    v.and_then(Value::as_str).filter(|s| !s.is_empty()).and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-}
-
-fn s<'a>(r: &'a Record, key: &str) -> &'a str {
-    r.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn days(from: DateTime<FixedOffset>, to: DateTime<FixedOffset>) -> f64 {
-    (to - from).num_seconds() as f64 / 86_400.0
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
-}
-
 fn kpi(data: &Value, key: &str) -> Option<f64> {
     data["kpis"][key]["value"].as_f64()
 }
@@ -193,98 +168,11 @@ fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
     }
 }
 
-/// docs/kpi.md over the demo portal's wire records for one manager and period, written out
-/// without the product's code.
-struct ByHand<'a> {
-    portal: &'a PortalData,
-    manager: &'a str,
-    start: DateTime<FixedOffset>,
-    end: DateTime<FixedOffset>,
-}
-
-impl ByHand<'_> {
-    fn inside(&self, t: Option<DateTime<FixedOffset>>) -> bool {
-        t.is_some_and(|t| t >= self.start && t < self.end)
-    }
-
-    /// A deal stage's semantics from `crm.status.list`: `S`, `F`, or `P` for the rest.
-    fn semantics(&self, stage: &str) -> &'static str {
-        let st = self
-            .portal
-            .statuses
-            .iter()
-            .find(|st| s(st, "ENTITY_ID").starts_with("DEAL_STAGE") && s(st, "STATUS_ID") == stage);
-        match st.map(|st| s(st, "SEMANTICS")) {
-            Some("S") => "S",
-            Some("F") => "F",
-            _ => "P",
-        }
-    }
-
-    fn rate(&self, code: &str) -> f64 {
-        let c = self.portal.currencies.iter().find(|c| s(c, "CURRENCY") == code).expect("a rate");
-        s(c, "AMOUNT").parse::<f64>().unwrap() / s(c, "AMOUNT_CNT").parse::<f64>().unwrap()
-    }
-
-    fn money(&self, deal: &Record) -> f64 {
-        s(deal, "OPPORTUNITY").parse::<f64>().unwrap_or(0.0) * self.rate(s(deal, "CURRENCY_ID"))
-    }
-
-    fn deals(&self) -> impl Iterator<Item = &Record> {
-        self.portal.deals.iter().filter(|d| s(d, "ASSIGNED_BY_ID") == self.manager && s(d, "IS_RECURRING") != "Y")
-    }
-
-    fn history<'h>(&'h self, deal: &'h Record) -> impl Iterator<Item = &'h Record> {
-        self.portal.stage_history.iter().filter(move |h| s(h, "OWNER_ID") == s(deal, "ID"))
-    }
-
-    /// When the deal entered its current `semantics` (`S` or `F`), if it is still there.
-    fn closed_at(&self, deal: &Record, semantics: &str) -> Option<DateTime<FixedOffset>> {
-        if self.semantics(s(deal, "STAGE_ID")) != semantics {
-            return None;
-        }
-        self.history(deal)
-            .filter(|h| self.semantics(s(h, "STAGE_ID")) == semantics)
-            .filter_map(|h| ts(h.get("CREATED_TIME")))
-            .max()
-            .or_else(|| ts(deal.get("MOVED_TIME")))
-            .or_else(|| ts(deal.get("CLOSEDATE")))
-    }
-
-    fn won(&self) -> Vec<&Record> {
-        self.deals().filter(|d| self.inside(self.closed_at(d, "S"))).collect()
-    }
-
-    fn lost(&self) -> usize {
-        self.deals().filter(|d| self.inside(self.closed_at(d, "F"))).count()
-    }
-
-    /// The stage a deal had at the period's end and since when, `None` before it existed.
-    fn stage_at_end(&self, deal: &Record) -> Option<(String, Option<DateTime<FixedOffset>>)> {
-        if ts(deal.get("DATE_CREATE")).is_none_or(|c| c >= self.end) {
-            return None;
-        }
-        let last = self
-            .history(deal)
-            .filter_map(|h| ts(h.get("CREATED_TIME")).filter(|t| *t < self.end).map(|t| (t, s(h, "ID"), h)))
-            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.parse::<u64>().unwrap().cmp(&b.1.parse::<u64>().unwrap())));
-        Some(match last {
-            Some((t, _, h)) => (s(h, "STAGE_ID").to_owned(), Some(t)),
-            None => (s(deal, "STAGE_ID").to_owned(), None),
-        })
-    }
-}
-
 #[test]
 fn manager_17s_rates_cycle_satisfaction_pipeline_and_stuck_deals_agree_with_kpi_md_by_hand() {
     // The manager-weekly job's slot for 2026-W47 is Monday 23 November 08:00 Moscow time.
     let portal = salespulse::crm::demo::portal(moscow(2026, 11, 23, 8));
-    let w = ByHand {
-        portal: &portal,
-        manager: "17",
-        start: moscow(2026, 11, 16, 0).fixed_offset(),
-        end: moscow(2026, 11, 23, 0).fixed_offset(),
-    };
+    let w = Reference::new(&portal, &["17"], moscow(2026, 11, 16, 0), moscow(2026, 11, 23, 0));
     let data = &MANAGER_RU.data;
     assert_eq!(data["manager"]["id"], "17");
 
@@ -298,8 +186,7 @@ fn manager_17s_rates_cycle_satisfaction_pipeline_and_stuck_deals_agree_with_kpi_
         "win_rate = won / (won + lost) * 100",
     );
 
-    let leads: Vec<&Record> =
-        portal.leads.iter().filter(|l| s(l, "ASSIGNED_BY_ID") == "17" && w.inside(ts(l.get("DATE_CREATE")))).collect();
+    let leads: Vec<&Record> = w.leads();
     let converted = leads.iter().filter(|l| s(l, "STATUS_SEMANTIC_ID") == "S").count();
     assert!(!leads.is_empty());
     assert_close(kpi(data, "leads_converted"), Some(converted as f64), "leads_converted");
