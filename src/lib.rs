@@ -13,6 +13,8 @@ pub mod config;
 pub mod crm;
 pub mod daemon;
 pub mod domain;
+pub mod endpoint;
+pub mod fnv;
 pub mod fonts;
 pub mod kpi;
 pub mod locale;

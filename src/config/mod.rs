@@ -29,7 +29,7 @@ use parse::{Ctx, RawConfig};
 
 pub use jobs::{JobConfig, PeriodRule, ReportKind, parse_cron};
 pub use secrets::{CREDENTIALS_DIRECTORY, Secret, SecretRef};
-pub use sections::{check_webhook_url, is_loopback_host};
+pub use sections::check_webhook_url;
 
 /// The config used when `--config` is not given and `config/salespulse.toml` does not exist:
 /// the demo portal with mail into `outbox/`.

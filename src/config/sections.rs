@@ -8,6 +8,7 @@ use toml::Spanned;
 use super::parse::{Ctx, RawCrm, RawMail};
 use super::secrets::{SecretForms, SecretSource};
 use super::{ConfigError, CrmConfig, CrmSourceKind, MailConfig, MailTransportKind, TlsMode};
+use crate::endpoint;
 
 impl Ctx<'_> {
     pub(super) fn crm(&self, raw: Spanned<RawCrm>) -> Result<CrmConfig, ConfigError> {
@@ -130,7 +131,7 @@ impl Ctx<'_> {
                         ));
                     }
                 };
-                if tls == TlsMode::None && !is_loopback_host(host.get_ref()) {
+                if tls == TlsMode::None && !endpoint::is_loopback_host(host.get_ref()) {
                     return Err(self.err(
                         host.span(),
                         "mail.host",
@@ -193,19 +194,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Webhooks must use https, except to a loopback host (a local test portal).
+/// The webhook check the Bitrix24 client makes ([`endpoint::webhook_url`]): https (plain
+/// http only to a loopback host, a local test portal), ending in `/rest/<user id>/<code>/`.
 pub fn check_webhook_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|_| "not a URL (expected https://portal/rest/1/code/)".to_owned())?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if parsed.host_str().is_some_and(is_loopback_host) => Ok(()),
-        "http" => Err("plain http is allowed only to a loopback address; use https".to_owned()),
-        other => Err(format!("unsupported scheme {other:?}; use https")),
-    }
-}
-
-/// `localhost`, `127.0.0.0/8` or `::1`.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    endpoint::webhook_url(url).map(|_| ())
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use super::{MailError, Outgoing, ReportMail};
 use crate::config::{MailConfig, ReportKind};
+use crate::fnv::Fnv1a;
 use crate::kpi::{Kpi, ReportData};
 use crate::locale::Language;
 use crate::text::{base64, one_line};
@@ -300,16 +301,15 @@ fn team_rows(data: &ReportData) -> Vec<TeamRow> {
         .collect()
 }
 
-/// 64-bit FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+/// The FNV-1a hash (stable across builds and platforms) of `parts`, each followed by the
+/// byte 0xFF, which no UTF-8 text holds: `["ab", "c"]` and `["a", "bc"]` differ.
+fn parts_hash(parts: &[&[u8]]) -> u64 {
+    let mut h = Fnv1a::new();
     for part in parts {
-        for &b in part.iter().chain(std::iter::once(&0xffu8)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.write(part);
+        h.write(&[0xff]);
     }
-    h
+    h.finish()
 }
 
 /// A piece of a `Message-ID` local part: letters, digits, `-` and `_` only.
@@ -406,7 +406,7 @@ pub fn compose(mail: &MailConfig, report: &ReportMail<'_>) -> Result<Outgoing, M
     let text = render(&format!("{kind}.txt"), &ctx)?;
 
     let generation = report.generation.to_string();
-    let id_hash = fnv1a(&[
+    let id_hash = parts_hash(&[
         report.job.name.as_bytes(),
         data.period.label.as_bytes(),
         report.recipient_key.as_bytes(),
@@ -424,7 +424,7 @@ pub fn compose(mail: &MailConfig, report: &ReportMail<'_>) -> Result<Outgoing, M
         .map_err(|e| compose_err(&format!("generated_at {:?} is not an RFC 3339 time", data.generated_at), e))?;
     let date = SystemTime::from(date);
 
-    let content_hash = fnv1a(&[html.as_bytes(), text.as_bytes(), report.pdf, message_id.as_bytes()]);
+    let content_hash = parts_hash(&[html.as_bytes(), text.as_bytes(), report.pdf, message_id.as_bytes()]);
     let alternative = MultiPart::alternative()
         .boundary(format!("sp-alt-{content_hash:016x}"))
         .singlepart(SinglePart::plain(text))
@@ -669,7 +669,7 @@ fn admin_message(
     let now = SystemTime::now();
     let stamp = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default().to_string();
     // Each digest is news: the time is part of its id, so no client folds two into one.
-    let hash = fnv1a(&[job.as_bytes(), period_label.as_bytes(), text.as_bytes(), stamp.as_bytes()]);
+    let hash = parts_hash(&[job.as_bytes(), period_label.as_bytes(), text.as_bytes(), stamp.as_bytes()]);
     let message_id =
         format!("sp.{kind}.{}.{}.{hash:016x}@{}", id_atom(job), id_atom(period_label), from.email.domain());
     let message = headers(mail, &from, &to, &one_line(subject), &message_id, now)?
@@ -738,5 +738,14 @@ mod tests {
             rerun_command("/etc/salespulse/salespulse.toml", "w", "2026-W47"),
             "salespulse --config /etc/salespulse/salespulse.toml send w --period 2026-W47"
         );
+    }
+
+    #[test]
+    fn a_parts_hash_is_fnv1a_of_the_parts_each_closed_by_0xff() {
+        // The Message-IDs and boundaries of earlier builds: the same bytes, the same hash.
+        assert_eq!(parts_hash(&[b"ab", b"c"]), crate::fnv::fnv1a64(b"ab\xffc\xff"));
+        assert_ne!(parts_hash(&[b"ab", b"c"]), parts_hash(&[b"a", b"bc"]));
+        assert_eq!(parts_hash(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(parts_hash(&[b"a"]), 0x089b_c907_b544_c769);
     }
 }

@@ -1,6 +1,6 @@
 //! The client-side leaky bucket: the same arithmetic as the portal's (Bitrix24's REST limits),
 //! so that a normal run waits a little instead of being answered QUERY_LIMIT_EXCEEDED.
-//! Retrying after a refusal is `super`'s job.
+//! Retrying after a refusal is `super::transport`'s job.
 
 use std::time::Duration;
 

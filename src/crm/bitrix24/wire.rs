@@ -10,8 +10,8 @@
 //! ([`crate::text::crm_text`]: line breaks and tabs become spaces), so no name or title can
 //! break a chart's SVG, the report data or a line of text output downstream. An `EMAIL`
 //! is kept only if it is one bare address ([`user`]).
-//! Requests, retries and paging are `super`'s job; nothing outside `crm::bitrix24` sees
-//! these types.
+//! Requests and retries are `super::transport`'s job, paging `super::paging`'s; nothing
+//! outside `crm::bitrix24` sees these types.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +23,9 @@ use crate::domain::{
     Activity, Currency, Deal, DealPipeline, Department, Id, Lead, ProductRow, Semantics, Source, Stage, StageChange,
     Timestamp, User,
 };
+
+/// One row of a list as the portal sent it.
+pub type WireRow = Map<String, Value>;
 
 /// An error entry of the portal (`{"error": "...", "error_description": "..."}`).
 #[derive(Clone, Debug, PartialEq)]

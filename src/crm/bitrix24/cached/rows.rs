@@ -1,0 +1,197 @@
+//! The cached rows of one portal, by entity, and what a fetch changed in them: the rows
+//! the cache file holds and the snapshot is assembled from.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::super::paging::ListJob;
+use super::super::wire::{self, WireRow};
+use super::subset::{Range, SUBSETS, Subset, row_id};
+use crate::domain::{Id, Timestamp};
+use crate::store::cache::{CacheUpdate, CachedPortal, Entity};
+
+/// The rows of one fetch, by entity, as the cache holds them.
+#[derive(Default)]
+pub(super) struct Rows {
+    pub(super) deals: BTreeMap<Id, WireRow>,
+    pub(super) leads: BTreeMap<Id, WireRow>,
+    pub(super) activities: BTreeMap<Id, WireRow>,
+    pub(super) history: BTreeMap<Id, WireRow>,
+    /// Product rows by deal.
+    pub(super) products: BTreeMap<Id, Vec<WireRow>>,
+}
+
+impl Rows {
+    pub(super) fn of(&self, entity: Entity) -> &BTreeMap<Id, WireRow> {
+        match entity {
+            Entity::Deal => &self.deals,
+            Entity::Lead => &self.leads,
+            Entity::Activity => &self.activities,
+            Entity::History | Entity::ProductRows => &self.history,
+        }
+    }
+
+    pub(super) fn of_mut(&mut self, entity: Entity) -> &mut BTreeMap<Id, WireRow> {
+        match entity {
+            Entity::Deal => &mut self.deals,
+            Entity::Lead => &mut self.leads,
+            Entity::Activity => &mut self.activities,
+            Entity::History | Entity::ProductRows => &mut self.history,
+        }
+    }
+
+    pub(super) fn from_cache(cached: &CachedPortal) -> Result<Rows, String> {
+        let mut rows = Rows::default();
+        for (entity, by_id) in &cached.rows {
+            for (id, value) in by_id {
+                match (entity, value) {
+                    (Entity::ProductRows, Value::Array(list)) => {
+                        let list: Option<Vec<WireRow>> = list.iter().map(|v| v.as_object().cloned()).collect();
+                        rows.products.insert(*id, list.ok_or(format!("product rows of deal {id} are not objects"))?);
+                    }
+                    (Entity::ProductRows, _) => return Err(format!("product rows of deal {id} are not a list")),
+                    (_, Value::Object(m)) => {
+                        rows.of_mut(*entity).insert(*id, m.clone());
+                    }
+                    _ => return Err(format!("the {} row {id} is not an object", entity.as_str())),
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    pub(super) fn count(&self, subset: Subset, cs: &Timestamp, range: &Range) -> u64 {
+        self.of(subset.entity()).values().filter(|r| subset.in_range(r, cs, range)).count() as u64
+    }
+
+    /// Inserts fetched rows of `entity`, keeping those that belong to the cache.
+    pub(super) fn upsert(&mut self, entity: Entity, rows: &[WireRow], cs: &Timestamp, changed: &mut Changes) {
+        for row in rows {
+            let Some(id) = row_id(row) else { continue };
+            let keep = match entity {
+                Entity::Deal => Subset::DealsModified.contains(row, cs) || Subset::DealsOpen.contains(row, cs),
+                // An older lead a deal came from stays up to date too.
+                Entity::Lead => Subset::Leads.contains(row, cs) || self.leads.contains_key(&id),
+                Entity::Activity => Subset::Activities.contains(row, cs),
+                Entity::History | Entity::ProductRows => Subset::History.contains(row, cs),
+            };
+            if !keep {
+                continue;
+            }
+            if entity == Entity::Deal && self.products.remove(&id).is_some() {
+                // The deal changed: its product rows may have too.
+                changed.deleted.insert((Entity::ProductRows, id));
+            }
+            self.of_mut(entity).insert(id, row.clone());
+            changed.upserted.insert((entity, id));
+            changed.deleted.remove(&(entity, id));
+        }
+    }
+
+    /// The leads of `ids` (deals' leads outside the window) to ask the portal for: those
+    /// the cache lacks, or all of them when `all` (the periodic full reconcile: a deleted
+    /// lead is noticed only by asking for it).
+    pub(super) fn leads_to_ask(&self, ids: &[Id], all: bool) -> Vec<Id> {
+        ids.iter().copied().filter(|id| all || !self.leads.contains_key(id)).collect()
+    }
+
+    /// Keeps the leads asked for by id: the rows returned, and none of those not returned
+    /// (deleted on the portal).
+    pub(super) fn set_asked_leads(&mut self, asked: &[Id], jobs: &[ListJob], changed: &mut Changes) {
+        let mut returned = BTreeSet::new();
+        for row in jobs.iter().flat_map(ListJob::rows) {
+            let Some(id) = row_id(row) else { continue };
+            returned.insert(id);
+            self.leads.insert(id, row.clone());
+            changed.upserted.insert((Entity::Lead, id));
+            changed.deleted.remove(&(Entity::Lead, id));
+        }
+        for id in asked.iter().filter(|id| !returned.contains(id)) {
+            self.remove(Entity::Lead, *id, changed);
+        }
+    }
+
+    /// The cached rows of `ids`' leads.
+    pub(super) fn leads_of(&self, ids: &[Id]) -> Vec<WireRow> {
+        ids.iter().filter_map(|id| self.leads.get(id).cloned()).collect()
+    }
+
+    pub(super) fn set_products(&mut self, deal: Id, list: Vec<WireRow>, changed: &mut Changes) {
+        self.products.insert(deal, list);
+        changed.deleted.remove(&(Entity::ProductRows, deal));
+        changed.upserted.insert((Entity::ProductRows, deal));
+    }
+
+    pub(super) fn remove(&mut self, entity: Entity, id: Id, changed: &mut Changes) {
+        if self.of_mut(entity).remove(&id).is_some() {
+            changed.upserted.remove(&(entity, id));
+            changed.deleted.insert((entity, id));
+        }
+        if entity == Entity::Deal && self.products.remove(&id).is_some() {
+            changed.upserted.remove(&(Entity::ProductRows, id));
+            changed.deleted.insert((Entity::ProductRows, id));
+        }
+    }
+
+    /// Drops what no subset from `cs` holds (after `cs` moved forward), but for the older
+    /// leads that cached deals came from.
+    pub(super) fn prune(&mut self, cs: &Timestamp, changed: &mut Changes) {
+        let origins: BTreeSet<Id> =
+            self.deals.values().filter_map(|d| wire::Row::new(d).id(&["LEAD_ID"]).ok().flatten()).collect();
+        for entity in [Entity::Deal, Entity::Lead, Entity::Activity, Entity::History] {
+            let gone: Vec<Id> = self
+                .of(entity)
+                .iter()
+                .filter(|(id, r)| {
+                    let origin = entity == Entity::Lead && origins.contains(id);
+                    !origin && !SUBSETS.iter().any(|s| s.entity() == entity && s.contains(r, cs))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                self.remove(entity, id, changed);
+            }
+        }
+    }
+
+    /// The rows of the subset at or after `since`, in ID order.
+    pub(super) fn select(&self, subset: Subset, since: &Timestamp) -> Vec<WireRow> {
+        self.of(subset.entity()).values().filter(|r| subset.contains(r, since)).cloned().collect()
+    }
+
+    pub(super) fn update(&self, changed: &Changes, replace: bool) -> CacheUpdate {
+        let value = |entity: Entity, id: Id| -> Option<Value> {
+            match entity {
+                Entity::ProductRows => {
+                    self.products.get(&id).map(|l| Value::Array(l.iter().cloned().map(Value::Object).collect()))
+                }
+                e => self.of(e).get(&id).cloned().map(Value::Object),
+            }
+        };
+        if replace {
+            let mut upserts = Vec::new();
+            for entity in [Entity::Deal, Entity::Lead, Entity::Activity, Entity::History] {
+                upserts.extend(self.of(entity).iter().map(|(id, r)| (entity, *id, Value::Object(r.clone()))));
+            }
+            upserts.extend(
+                self.products
+                    .keys()
+                    .filter_map(|id| Some((Entity::ProductRows, *id, value(Entity::ProductRows, *id)?))),
+            );
+            return CacheUpdate { replace: true, upserts, deletes: Vec::new() };
+        }
+        CacheUpdate {
+            replace: false,
+            upserts: changed.upserted.iter().filter_map(|(e, id)| Some((*e, *id, value(*e, *id)?))).collect(),
+            deletes: changed.deleted.iter().copied().collect(),
+        }
+    }
+}
+
+/// What a fetch changed in the cached rows.
+#[derive(Default)]
+pub(super) struct Changes {
+    pub(super) upserted: BTreeSet<(Entity, Id)>,
+    pub(super) deleted: BTreeSet<(Entity, Id)>,
+}
