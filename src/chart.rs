@@ -10,7 +10,9 @@
 
 use std::sync::Once;
 
-use plotters::coord::ranged1d::SegmentValue;
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
+use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -173,6 +175,29 @@ fn empty(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, data: &Repo
     root.draw_text(&label(data, "no_data"), &style, ((w / 2) as i32, (h / 2) as i32)).map_err(|e| e.to_string())
 }
 
+/// The label of each bar of a segmented x axis: `labels[i]` under the middle of bar `i`.
+fn segment_labels(labels: &[String]) -> impl Fn(&SegmentValue<i32>) -> String + '_ {
+    |v| match v {
+        SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The mesh of a chart of `bars` bars: no vertical grid lines, light horizontal ones, one x
+/// label per bar from `x_label`.
+fn segmented_mesh<'m, 'a, 'b, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, SegmentedCoord<RangedCoordi32>, Y, DB>,
+    bars: usize,
+    x_label: &'b dyn Fn(&SegmentValue<i32>) -> String,
+) -> &'m mut MeshStyle<'a, 'b, SegmentedCoord<RangedCoordi32>, Y, DB> {
+    mesh.disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .axis_style(GRID)
+        .x_labels(bars)
+        .x_label_formatter(x_label)
+}
+
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -214,17 +239,8 @@ fn trend(data: &ReportData, width: u32) -> Result<Chart, ChartError> {
             .map_err(err)?
             .set_secondary_coord((0..n).into_segmented(), 0.0..max_deals);
         let shorts: Vec<String> = points.iter().map(|p| p.short.clone()).collect();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(GRID)
-            .axis_style(GRID)
-            .x_labels(points.len())
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => shorts.get(*i as usize).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
+        let x_label = segment_labels(&shorts);
+        segmented_mesh(&mut chart.configure_mesh(), points.len(), &x_label)
             .y_labels(5)
             .y_label_formatter(&|v| compact(*v, en))
             .label_style(muted_font(17.0))
@@ -482,17 +498,8 @@ fn cycle(data: &ReportData, chart_width: u32) -> Result<Chart, ChartError> {
             .y_label_area_size(50)
             .build_cartesian_2d((0..n).into_segmented(), 0.0..top.max(1.0))
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(GRID)
-            .axis_style(GRID)
-            .x_labels(bins)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
+        let x_label = segment_labels(&labels);
+        segmented_mesh(&mut chart.configure_mesh(), bins, &x_label)
             .y_labels(5)
             .y_label_formatter(&|v| format!("{:.0}", v))
             .x_desc(label(data, "chart_days"))

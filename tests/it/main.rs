@@ -11,10 +11,11 @@
 //! - The daemon: `daemon` (schedule, catch-up, retries, shutdown, signals),
 //!   `daemon_faults` (over the real pipeline, CRM faults).
 //! - Operations: `install` (install script, systemd unit), `check`, `secrets`, `private`,
-//!   `bounds`, `docs`, `bench_smoke`.
+//!   `bounds`, `docs`, `bench_smoke`, `architecture` (ARCHITECTURE.md against the imports).
 //!
 //! Shared helpers are in `support/` (its `mod.rs` lists them).
 
+mod architecture;
 mod bench_smoke;
 mod bitrix24;
 mod bounds;
