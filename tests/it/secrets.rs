@@ -109,6 +109,17 @@ fn a_portal_echoing_the_webhook_code_never_gets_it_shown() {
         assert!(stderr.contains(hint), "{leak:?}: the error says what the portal said:\n{stderr}");
         assert_no_code("stderr", &stderr);
 
+        // `check` asks the portal for the webhook's scopes, a call of its own.
+        let out = std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["--config", config.to_str().unwrap(), "check"])
+            .env("SALESPULSE_LOG", "debug")
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains("scope"), "{leak:?}: check says the scope call failed:\n{said}");
+        assert_no_code("check's output", &said);
+
         daemon_runs_the_weekly_slot(dir.path(), &config);
         let status = ok(&run(dir.path(), &config, &["status"]));
         assert!(

@@ -9,7 +9,7 @@
 //! code never leaves the transport: logs and errors show `https://portal/rest/1/***/`, and
 //! since a portal may echo the code back (a redirect's `backurl=%2Frest%2F1%2F<code>%2Fbatch`,
 //! an `error_description` quoting the path), every error leaves through
-//! `Bitrix24Client::run`, which scrubs the code from it in every encoding
+//! `Bitrix24Client::scrubbed` (list calls in `run`, the scope call in `scopes`), which scrubs the code from it in every encoding
 //! ([`Secret::scrub`]), as do the retry logs.
 //!
 //! The layers, each using only those below it:
@@ -88,7 +88,7 @@ impl Bitrix24Client {
     /// The webhook's scopes, as the portal's `scope` method lists them (a basic method every
     /// webhook may call).
     pub async fn scopes(&self) -> Result<Vec<String>, CrmError> {
-        let answer = self.transport.call("scope", "scope", &json!({})).await?;
+        let answer = self.transport.call("scope", "scope", &json!({})).await.map_err(|e| self.scrubbed(e))?;
         let list = answer.result.as_array().ok_or_else(|| CrmError::Permanent {
             method: "scope".to_owned(),
             detail: format!("unexpected answer: expected a list of scopes, got {}", answer.result),
@@ -96,19 +96,25 @@ impl Bitrix24Client {
         Ok(list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
     }
 
-    /// Walks every list to its end ([`paging`]). Every request of both clients (this one and
-    /// `cached`) is made here, so every `CrmError` they return passes here: the one place
-    /// its text is scrubbed of the webhook code.
+    /// Walks every list to its end ([`paging`]). Every list request of both clients (this
+    /// one and `cached`) is made here, and the one other call, [`Bitrix24Client::scopes`],
+    /// passes its error through [`Bitrix24Client::scrubbed`] too: every `CrmError` leaving
+    /// the client has its text scrubbed of the webhook code.
     async fn run(&self, jobs: &mut [ListJob]) -> Result<(), CrmError> {
+        paging::walk(&self.transport, jobs).await.map_err(|e| self.scrubbed(e))
+    }
+
+    /// `e` without the webhook code, in any encoding a portal may echo it in.
+    fn scrubbed(&self, e: CrmError) -> CrmError {
         let scrub = |text: &str| self.transport.scrub(text);
-        paging::walk(&self.transport, jobs).await.map_err(|e| match e {
+        match e {
             CrmError::Transient { method, detail } => {
                 CrmError::Transient { method: scrub(&method), detail: scrub(&detail) }
             }
             CrmError::Permanent { method, detail } => {
                 CrmError::Permanent { method: scrub(&method), detail: scrub(&detail) }
             }
-        })
+        }
     }
 
     /// Users, departments, deal pipelines, currencies and lead sources, in that order.

@@ -214,7 +214,7 @@ pub(super) fn take_rows<const N: usize>(jobs: Vec<ListJob>) -> [Vec<WireRow>; N]
 }
 
 /// Walks every list to its end, packing up to [`BATCH_MAX`] pages per `batch`. Errors are
-/// not scrubbed here: that is `Bitrix24Client::run`'s job.
+/// not scrubbed here: that is `Bitrix24Client::scrubbed`'s job.
 pub(super) async fn walk(transport: &Transport, jobs: &mut [ListJob]) -> Result<(), CrmError> {
     let mut rounds = 0usize;
     // Rounds in a row in which the operating-time limit let nothing through.
