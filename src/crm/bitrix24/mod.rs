@@ -9,8 +9,8 @@
 //! code never leaves the transport: logs and errors show `https://portal/rest/1/***/`, and
 //! since a portal may echo the code back (a redirect's `backurl=%2Frest%2F1%2F<code>%2Fbatch`,
 //! an `error_description` quoting the path), every error leaves through
-//! `Bitrix24Client::scrubbed` (list calls in `run`, the scope call in `scopes`), which scrubs the code from it in every encoding
-//! ([`Secret::scrub`]), as do the retry logs.
+//! `Bitrix24Client::scrubbed` (list calls in `run`, the scope call in `scopes`), which
+//! scrubs the code from it in every encoding ([`Secret::scrub`]), as do the retry logs.
 //!
 //! The layers, each using only those below it:
 //!
