@@ -323,7 +323,7 @@ impl CachedClient {
         let assembly = Assembly::new(take_rows(jobs));
         let counts = rest.split_off(n_deltas);
         for (entity, _) in kinds.iter().filter(|k| k.1) {
-            let ids: Vec<Id> = rows.of(*entity).keys().copied().collect();
+            let ids: Vec<Id> = rows.by_id(*entity).keys().copied().collect();
             for id in ids {
                 rows.remove(*entity, id, &mut fetch.changed);
             }
@@ -518,7 +518,7 @@ impl CachedClient {
             let listed: BTreeSet<Id> = job.rows().iter().filter_map(row_id).collect();
             let entity = subset.entity();
             let cached: BTreeSet<Id> =
-                rows.of(entity).iter().filter(|(_, r)| subset.in_range(r, cs, range)).map(|(id, _)| *id).collect();
+                rows.by_id(entity).iter().filter(|(_, r)| subset.in_range(r, cs, range)).map(|(id, _)| *id).collect();
             for id in cached.difference(&listed) {
                 rows.remove(entity, *id, changed);
                 dropped += 1;

@@ -23,21 +23,28 @@ pub(super) struct Rows {
 }
 
 impl Rows {
-    pub(super) fn of(&self, entity: Entity) -> &BTreeMap<Id, WireRow> {
+    /// The rows of a list entity (deals, leads, activities, stage history) by their id.
+    /// Product rows are kept per deal, in `products`: there are no such rows by id, and
+    /// asking for them gets an empty map.
+    pub(super) fn by_id(&self, entity: Entity) -> &BTreeMap<Id, WireRow> {
+        static NONE: BTreeMap<Id, WireRow> = BTreeMap::new();
         match entity {
             Entity::Deal => &self.deals,
             Entity::Lead => &self.leads,
             Entity::Activity => &self.activities,
-            Entity::History | Entity::ProductRows => &self.history,
+            Entity::History => &self.history,
+            Entity::ProductRows => &NONE,
         }
     }
 
-    pub(super) fn of_mut(&mut self, entity: Entity) -> &mut BTreeMap<Id, WireRow> {
+    /// [`Rows::by_id`] to change; `None` for product rows (see [`Rows::set_products`]).
+    fn by_id_mut(&mut self, entity: Entity) -> Option<&mut BTreeMap<Id, WireRow>> {
         match entity {
-            Entity::Deal => &mut self.deals,
-            Entity::Lead => &mut self.leads,
-            Entity::Activity => &mut self.activities,
-            Entity::History | Entity::ProductRows => &mut self.history,
+            Entity::Deal => Some(&mut self.deals),
+            Entity::Lead => Some(&mut self.leads),
+            Entity::Activity => Some(&mut self.activities),
+            Entity::History => Some(&mut self.history),
+            Entity::ProductRows => None,
         }
     }
 
@@ -52,7 +59,9 @@ impl Rows {
                     }
                     (Entity::ProductRows, _) => return Err(format!("product rows of deal {id} are not a list")),
                     (_, Value::Object(m)) => {
-                        rows.of_mut(*entity).insert(*id, m.clone());
+                        if let Some(by_id) = rows.by_id_mut(*entity) {
+                            by_id.insert(*id, m.clone());
+                        }
                     }
                     _ => return Err(format!("the {} row {id} is not an object", entity.as_str())),
                 }
@@ -62,11 +71,15 @@ impl Rows {
     }
 
     pub(super) fn count(&self, subset: Subset, cs: &Timestamp, range: &Range) -> u64 {
-        self.of(subset.entity()).values().filter(|r| subset.in_range(r, cs, range)).count() as u64
+        self.by_id(subset.entity()).values().filter(|r| subset.in_range(r, cs, range)).count() as u64
     }
 
     /// Inserts fetched rows of `entity`, keeping those that belong to the cache.
     pub(super) fn upsert(&mut self, entity: Entity, rows: &[WireRow], cs: &Timestamp, changed: &mut Changes) {
+        if entity == Entity::ProductRows {
+            // Product rows come a deal's list at a time, through `set_products`.
+            return;
+        }
         for row in rows {
             let Some(id) = row_id(row) else { continue };
             let keep = match entity {
@@ -74,7 +87,8 @@ impl Rows {
                 // An older lead a deal came from stays up to date too.
                 Entity::Lead => Subset::Leads.contains(row, cs) || self.leads.contains_key(&id),
                 Entity::Activity => Subset::Activities.contains(row, cs),
-                Entity::History | Entity::ProductRows => Subset::History.contains(row, cs),
+                Entity::History => Subset::History.contains(row, cs),
+                Entity::ProductRows => false,
             };
             if !keep {
                 continue;
@@ -83,7 +97,9 @@ impl Rows {
                 // The deal changed: its product rows may have too.
                 changed.deleted.insert((Entity::ProductRows, id));
             }
-            self.of_mut(entity).insert(id, row.clone());
+            if let Some(by_id) = self.by_id_mut(entity) {
+                by_id.insert(id, row.clone());
+            }
             changed.upserted.insert((entity, id));
             changed.deleted.remove(&(entity, id));
         }
@@ -124,7 +140,7 @@ impl Rows {
     }
 
     pub(super) fn remove(&mut self, entity: Entity, id: Id, changed: &mut Changes) {
-        if self.of_mut(entity).remove(&id).is_some() {
+        if self.by_id_mut(entity).and_then(|by_id| by_id.remove(&id)).is_some() {
             changed.upserted.remove(&(entity, id));
             changed.deleted.insert((entity, id));
         }
@@ -141,7 +157,7 @@ impl Rows {
             self.deals.values().filter_map(|d| wire::Row::new(d).id(&["LEAD_ID"]).ok().flatten()).collect();
         for entity in [Entity::Deal, Entity::Lead, Entity::Activity, Entity::History] {
             let gone: Vec<Id> = self
-                .of(entity)
+                .by_id(entity)
                 .iter()
                 .filter(|(id, r)| {
                     let origin = entity == Entity::Lead && origins.contains(id);
@@ -157,7 +173,7 @@ impl Rows {
 
     /// The rows of the subset at or after `since`, in ID order.
     pub(super) fn select(&self, subset: Subset, since: &Timestamp) -> Vec<WireRow> {
-        self.of(subset.entity()).values().filter(|r| subset.contains(r, since)).cloned().collect()
+        self.by_id(subset.entity()).values().filter(|r| subset.contains(r, since)).cloned().collect()
     }
 
     pub(super) fn update(&self, changed: &Changes, replace: bool) -> CacheUpdate {
@@ -166,13 +182,13 @@ impl Rows {
                 Entity::ProductRows => {
                     self.products.get(&id).map(|l| Value::Array(l.iter().cloned().map(Value::Object).collect()))
                 }
-                e => self.of(e).get(&id).cloned().map(Value::Object),
+                e => self.by_id(e).get(&id).cloned().map(Value::Object),
             }
         };
         if replace {
             let mut upserts = Vec::new();
             for entity in [Entity::Deal, Entity::Lead, Entity::Activity, Entity::History] {
-                upserts.extend(self.of(entity).iter().map(|(id, r)| (entity, *id, Value::Object(r.clone()))));
+                upserts.extend(self.by_id(entity).iter().map(|(id, r)| (entity, *id, Value::Object(r.clone()))));
             }
             upserts.extend(
                 self.products
