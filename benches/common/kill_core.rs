@@ -265,7 +265,7 @@ pub fn ledger_writes(dir: &Path, rows: usize) -> (Vec<Duration>, Vec<Duration>) 
         store.start_attempt(&key, "<id@example.ru>").expect("start attempt");
         before.push(t.elapsed());
         let t = Instant::now();
-        store.mark_sent(&key).expect("mark sent");
+        store.mark_sent(&key, None).expect("mark sent");
         after.push(t.elapsed());
     }
     before.sort();

@@ -21,7 +21,10 @@
 //! - a missing Monday scorecard is a failure a manager notices and nobody repairs; a rare
 //!   duplicate carrying the same Message-ID (deterministic per job, period and recipient) is
 //!   collapsed by many mail systems and harmless otherwise;
-//! - the admin is told in the digest, so a duplicate is never a mystery.
+//! - the admin is told in the digest, so a duplicate is never a mystery. What to tell is
+//!   written in the same update that marks the row `sent` and cleared only once a digest
+//!   carried it, so a crash before the digest (or a digest the server refused) delays the
+//!   telling to the next run instead of losing it.
 //!
 //! The crash test (`tests/it/daemon_crash.rs`, SIGKILL of the real binary before, at and after
 //! DATA) shows both sides: kills before the dot lose nothing, and a kill at the very moment
@@ -207,7 +210,7 @@ pub async fn deliver<M: Mailer + Sync>(
             summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
         }
     }
-    send_digest(mailer, config, job, &label, &mut summary).await;
+    send_digest(store, mailer, config, job, &label, &mut summary).await;
     Ok(summary)
 }
 
@@ -244,12 +247,13 @@ pub async fn resume<M: Mailer + Sync>(
         }
         summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
     }
-    send_digest(mailer, config, job, &label, &mut summary).await;
+    send_digest(store, mailer, config, job, &label, &mut summary).await;
     Ok(summary)
 }
 
-/// The (job, period label) pairs with rows left unsent, for the daemon's start-up: rows a
-/// dead process left `sending` are turned `unknown` first. Permanently failed rows are not
+/// The (job, period label) pairs with rows left unsent, or with a digest the admin is still
+/// owed, for the daemon's start-up and hourly retry: rows a dead process left `sending` are
+/// turned `unknown` first. Permanently failed rows are not
 /// listed: only a person can fix them (`send --resend` after fixing the address).
 pub fn unsent_periods(store: &Store) -> Result<Vec<(String, String)>, StoreError> {
     store.recover_interrupted()?;
@@ -263,6 +267,9 @@ pub fn unsent_periods(store: &Store) -> Result<Vec<(String, String)>, StoreError
         })
         .map(|d| (d.key.job, d.key.period))
         .collect();
+    // A digest a crash or a refusing server kept from the admin is due too.
+    out.extend(store.notice_periods()?);
+    out.sort();
     out.dedup();
     Ok(out)
 }
@@ -390,20 +397,27 @@ async fn send_row<M: Mailer + Sync>(
         store.start_attempt(key, &outgoing.message_id)?;
         match mailer.send(&outgoing).await {
             Ok(()) => {
-                store.mark_sent(key)?;
-                info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, attempt, "Report sent.");
-                summary.sent += 1;
-                if interrupted {
-                    let reason =
-                        "sent again after an interrupted attempt; a duplicate with the same Message-ID is possible"
-                            .to_owned();
-                    summary.unknown.push(failure(&claimed, reason, false));
-                }
-                if outgoing.attachment_omitted {
-                    let reason = format!(
+                // What the admin must hear of this send is written with `sent`, in one
+                // update, so a crash before the digest cannot lose it (see `send_digest`).
+                let again = interrupted.then(|| {
+                    "sent again after an interrupted attempt; a duplicate with the same Message-ID is possible"
+                        .to_owned()
+                });
+                let without_pdf = outgoing.attachment_omitted.then(|| {
+                    format!(
                         "sent without the PDF: larger than max_attachment_bytes ({})",
                         config.mail.max_attachment_bytes
-                    );
+                    )
+                });
+                let notice: Vec<&str> = again.iter().chain(&without_pdf).map(String::as_str).collect();
+                let notice = (!notice.is_empty()).then(|| notice.join("; "));
+                store.mark_sent(key, notice.as_deref())?;
+                info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, attempt, "Report sent.");
+                summary.sent += 1;
+                if let Some(reason) = again {
+                    summary.unknown.push(failure(&claimed, reason, false));
+                }
+                if let Some(reason) = without_pdf {
                     summary.notices.push(failure(&claimed, reason, true));
                 }
                 return Ok(summary);
@@ -471,16 +485,31 @@ async fn stopped_while_waiting(d: Duration) -> bool {
     }
 }
 
-/// Tells the admin what failed (and what may have gone out twice), in one message. A digest
-/// that cannot be sent is logged and noted in the summary; it never fails the delivery.
+/// Tells the admin what failed (and what may have gone out twice, or without its PDF), in
+/// one message. The sends to tell about are read from the ledger (`admin_notice`, written
+/// with `sent`) rather than from this run's summary alone, and cleared only once the digest
+/// went out: a digest lost to a crash between the send and the digest, or to a server that
+/// refused it, is sent by the next run of the job and period (`send`, the daemon's hourly
+/// retry or its start-up, see [`unsent_periods`]). A digest that cannot be sent is logged
+/// and noted in the summary; it never fails the delivery.
 async fn send_digest<M: Mailer + Sync>(
+    store: &Store,
     mailer: &M,
     config: &Config,
     job: &JobConfig,
     period_label: &str,
     summary: &mut DeliverySummary,
 ) {
-    if summary.failed.is_empty() && summary.unknown.is_empty() && summary.notices.is_empty() {
+    let pending = match store.pending_notices(&job.name, period_label) {
+        Ok(pending) => pending,
+        Err(e) => {
+            // The summary still holds this run's notices: tell those.
+            warn!(job = %job.name, period = %period_label, error = %e, "Cannot read the admin notices of the ledger.");
+            Vec::new()
+        }
+    };
+    let from_ledger = !pending.is_empty() || summary.unknown.is_empty() && summary.notices.is_empty();
+    if summary.failed.is_empty() && pending.is_empty() && summary.unknown.is_empty() && summary.notices.is_empty() {
         return;
     }
     if let Some(refused) = &summary.login_refused {
@@ -492,20 +521,25 @@ async fn send_digest<M: Mailer + Sync>(
     }
     if config.mail.admin_to.is_empty() {
         warn!(job = %job.name, period = %period_label, failed = summary.failed.len(), "No admin_to configured; failure digest not sent.");
+        // Nobody to tell, now or later: the log is all there is.
+        let keys: Vec<String> = pending.iter().map(|(row, _)| row.key.recipient_key.clone()).collect();
+        if let Err(e) = store.clear_notices(&job.name, period_label, &keys) {
+            warn!(job = %job.name, period = %period_label, error = %e, "Cannot clear the admin notices.");
+        }
         return;
     }
-    let lines: Vec<DigestLine> = summary
-        .failed
-        .iter()
-        .chain(&summary.unknown)
-        .chain(&summary.notices)
-        .map(|f| DigestLine {
-            recipient_key: f.recipient_key.clone(),
-            recipient_name: f.recipient_name.clone(),
-            to: f.to.clone(),
-            reason: f.reason.clone(),
-        })
-        .collect();
+    let line = |f: &DeliveryIssue| DigestLine {
+        recipient_key: f.recipient_key.clone(),
+        recipient_name: f.recipient_name.clone(),
+        to: f.to.clone(),
+        reason: f.reason.clone(),
+    };
+    let mut lines: Vec<DigestLine> = summary.failed.iter().map(line).collect();
+    if from_ledger {
+        lines.extend(pending.iter().map(|(row, notice)| line(&failure(row, notice.clone(), false))));
+    } else {
+        lines.extend(summary.unknown.iter().chain(&summary.notices).map(line));
+    }
     let result = match crate::mail::compose_digest_in(
         &config.mail,
         config.language,
@@ -519,7 +553,12 @@ async fn send_digest<M: Mailer + Sync>(
     };
     match result {
         Ok(()) => {
-            info!(job = %job.name, period = %period_label, lines = lines.len(), "Failure digest sent to the admin.")
+            info!(job = %job.name, period = %period_label, lines = lines.len(), "Failure digest sent to the admin.");
+            let told: Vec<String> = pending.iter().map(|(row, _)| row.key.recipient_key.clone()).collect();
+            if let Err(e) = store.clear_notices(&job.name, period_label, &told) {
+                // The admin may hear of these again from the next run: better than never.
+                warn!(job = %job.name, period = %period_label, error = %e, "Cannot mark the admin notices told.");
+            }
         }
         Err(e) => {
             warn!(job = %job.name, period = %period_label, error = %e, "Failure digest not sent.");

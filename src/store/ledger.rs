@@ -11,7 +11,8 @@ use crate::text::file_name;
 
 /// [`Store::mark_sent`]'s statement, prepared once per connection.
 const MARK_SENT: &str = "UPDATE deliveries SET state = 'sent', sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-        last_error = NULL, permanent = 0, claimed_by = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        last_error = NULL, permanent = 0, claimed_by = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+        admin_notice = COALESCE(?5, admin_notice)
      WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND state = 'sending' AND claimed_by = ?4";
 
 /// Where a ledger row stands (see the module doc).
@@ -84,6 +85,8 @@ pub struct Delivery {
     /// 0 for the first delivery of the row; +1 for each deliberate resend of a row that
     /// was sent (or may have been), so the resend gets its own Message-ID.
     pub generation: u32,
+    /// What the admin has still to be told about this row (see [`Store::pending_notices`]).
+    pub admin_notice: Option<String>,
 }
 
 /// A report to record in the ledger.
@@ -226,11 +229,20 @@ impl Store {
     /// A process killed after the write keeps the commit; a power cut before the next
     /// commit's fsync can lose it, which leaves the row `sending`: the same case as a kill
     /// inside the window (sent again with the same Message-ID, the admin told).
-    pub fn mark_sent(&self, key: &DeliveryKey) -> Result<(), StoreError> {
+    ///
+    /// `notice`: what the admin must be told about this send (kept until
+    /// [`Store::clear_notices`]; see [`Store::pending_notices`]).
+    pub fn mark_sent(&self, key: &DeliveryKey, notice: Option<&str>) -> Result<(), StoreError> {
         let conn = self.conn();
         let err = || sql(format!("mark sent delivery {}", describe(key)));
         let sent = conn.pragma_update(None, "synchronous", "NORMAL").and_then(|()| {
-            conn.prepare_cached(MARK_SENT)?.execute(params![key.job, key.period, key.recipient_key, self.owner.token])
+            conn.prepare_cached(MARK_SENT)?.execute(params![
+                key.job,
+                key.period,
+                key.recipient_key,
+                self.owner.token,
+                notice
+            ])
         });
         let restored = conn.pragma_update(None, "synchronous", "FULL");
         sent.map_err(err())?;
@@ -320,6 +332,38 @@ impl Store {
 
     /// Rows not sent: `rendered`, `sending`, `failed` and `unknown`, for `status` and for the
     /// daemon's start-up.
+    /// The rows of (job, period) with something the admin has not been told yet, with it.
+    pub fn pending_notices(&self, job: &str, period: &str) -> Result<Vec<(Delivery, String)>, StoreError> {
+        let rows = self.select(
+            "WHERE job = ?1 AND period = ?2 AND admin_notice IS NOT NULL ORDER BY recipient_key",
+            params![job, period],
+        )?;
+        Ok(rows.into_iter().filter_map(|d| d.admin_notice.clone().map(|n| (d, n))).collect())
+    }
+
+    /// The (job, period) pairs with a notice the admin has not been told yet.
+    pub fn notice_periods(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT job, period FROM deliveries WHERE admin_notice IS NOT NULL ORDER BY job, period")
+            .map_err(sql("list pending admin notices"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql("list pending admin notices"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("list pending admin notices"))
+    }
+
+    /// The admin was told about these rows of (job, period).
+    pub fn clear_notices(&self, job: &str, period: &str, recipient_keys: &[String]) -> Result<(), StoreError> {
+        let conn = self.conn();
+        for r in recipient_keys {
+            conn.execute(
+                "UPDATE deliveries SET admin_notice = NULL WHERE job = ?1 AND period = ?2 AND recipient_key = ?3",
+                params![job, period, r],
+            )
+            .map_err(sql(format!("clear the admin notice of {job}/{period}/{r}")))?;
+        }
+        Ok(())
+    }
+
     pub fn unsent(&self) -> Result<Vec<Delivery>, StoreError> {
         self.select("WHERE state != 'sent' ORDER BY job, period, recipient_key", params![])
     }
@@ -350,6 +394,7 @@ impl Store {
             updated_at: r.get(14)?,
             sent_at: r.get(15)?,
             generation: r.get(16)?,
+            admin_notice: r.get(17)?,
         })
     }
 
@@ -388,5 +433,5 @@ impl Store {
 }
 
 const SELECT_DELIVERY: &str = "SELECT job, period, recipient_key, recipient_name, addresses, file_name, pdf_path,
-    json_path, state, attempts, permanent, last_error, message_id, created_at, updated_at, sent_at, generation
-    FROM deliveries";
+    json_path, state, attempts, permanent, last_error, message_id, created_at, updated_at, sent_at, generation,
+    admin_notice FROM deliveries";

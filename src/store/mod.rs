@@ -108,6 +108,13 @@ CREATE TABLE job_alerts (
     PRIMARY KEY (job, period)
 );
 "#,
+    r#"
+-- What the admin must still be told about a row that was sent (sent again after an
+-- interruption, sent without its PDF), set in the same update that marks it sent and
+-- cleared once a digest carrying it went out: a digest lost to a crash or a refusing
+-- server is sent by the next run.
+ALTER TABLE deliveries ADD COLUMN admin_notice TEXT;
+"#,
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

@@ -37,7 +37,7 @@ fn a_row_goes_from_rendered_to_sent_once() {
     let claimed = store.claim(&key("17"), &[DeliveryState::Rendered]).unwrap().unwrap();
     assert_eq!(claimed.state, DeliveryState::Sending);
     store.start_attempt(&key("17"), "abc@salespulse").unwrap();
-    store.mark_sent(&key("17")).unwrap();
+    store.mark_sent(&key("17"), None).unwrap();
     let row = store.delivery(&key("17")).unwrap().unwrap();
     assert_eq!((row.state, row.attempts), (DeliveryState::Sent, 1));
     assert_eq!(row.message_id.as_deref(), Some("abc@salespulse"));
@@ -91,7 +91,7 @@ fn of_two_connections_claiming_one_row_only_one_wins() {
     assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     // The loser cannot finish the winner's row either.
     let (winner, loser) = if wins[0] { (&a, &b) } else { (&b, &a) };
-    loser.mark_sent(&key("17")).unwrap();
+    loser.mark_sent(&key("17"), None).unwrap();
     assert_eq!(winner.delivery(&key("17")).unwrap().unwrap().state, DeliveryState::Sending);
     // And a row in flight in a live process is not taken for interrupted.
     assert!(loser.recover_interrupted().unwrap().is_empty());

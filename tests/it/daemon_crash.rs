@@ -61,6 +61,54 @@ async fn rows_a_crash_left_behind_are_finished_from_the_stored_files() {
 /// Leaves the ledger as a process killed in the middle of a delivery does: all three rows
 /// recorded (version 1 of the PDFs), Ivan's sent, Maria's SMTP transaction under way, Oleg's
 /// not started.
+/// The digest that tells of a possible duplicate is owed until it went out: a resend whose
+/// digest the server refused (as a process killed between the resend and its digest leaves
+/// it: the row `sent`, the admin not told) is told by the next run, and only once.
+#[tokio::test]
+async fn a_digest_lost_after_a_resend_is_sent_by_the_next_run() {
+    let refusing = TestSmtp::start(SmtpOptions::default());
+    refusing.reject_recipient(ADMIN);
+    let state = tempfile::tempdir().unwrap();
+    let config_refusing = config(&refusing, state.path(), 3);
+    let job = weekly(&config_refusing);
+    crash_while_sending_to_maria(state.path());
+    let store = Store::open(state.path()).unwrap();
+
+    let first = deliver::resume(&store, &refusing.mailer(), &config_refusing, &job, &week47()).await.unwrap();
+    assert_eq!((first.sent, first.unknown.len()), (2, 1), "{first:?}");
+    assert!(first.digest_error.is_some(), "the server refused the digest: {first:?}");
+    assert!(to(&refusing.received(), ADMIN).is_empty());
+    for id in ["17", "21", "33"] {
+        assert_eq!(store.delivery(&key(id)).unwrap().unwrap().state, DeliveryState::Sent);
+    }
+    // Every report is sent, yet the period is still due: the admin is owed the digest.
+    assert_eq!(deliver::unsent_periods(&store).unwrap(), [("manager-weekly".to_owned(), "2026-W47".to_owned())]);
+
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let config = config(&smtp, state.path(), 3);
+    let second = deliver::resume(&store, &smtp.mailer(), &config, &job, &week47()).await.unwrap();
+    assert_eq!(second.sent, 0, "no report is sent again: {second:?}");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1, "only the digest");
+    let digest = to(&received, ADMIN);
+    assert_eq!(digest.len(), 1);
+    let parsed = mail_parser::MessageParser::default().parse(&digest[0].data).expect("a parseable digest");
+    let text = parsed.body_text(0).expect("a text body").into_owned();
+    assert!(
+        text.contains("maria@example.ru") && text.contains("Message-ID"),
+        "the digest names Maria's resend:\n{text}"
+    );
+    assert!(!text.contains("oleg@example.ru"), "Oleg's first send is no news:\n{text}");
+    assert!(deliver::unsent_periods(&store).unwrap().is_empty(), "nothing is owed any more");
+
+    // A new `send` of the period after that tells nothing again.
+    let third = deliver::deliver(&store, &smtp.mailer(), &config, &job, &week47(), &reports(2), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!((third.sent, third.skipped), (0, 3), "{third:?}");
+    assert_eq!(smtp.received().len(), 1, "the admin is told once");
+}
+
 fn crash_while_sending_to_maria(state: &Path) {
     let crashed = Store::open(state).unwrap();
     for r in reports(1) {
@@ -76,7 +124,7 @@ fn crash_while_sending_to_maria(state: &Path) {
     }
     crashed.claim(&key("17"), &[DeliveryState::Rendered]).unwrap().unwrap();
     crashed.start_attempt(&key("17"), "ivan-id@example.ru").unwrap();
-    crashed.mark_sent(&key("17")).unwrap();
+    crashed.mark_sent(&key("17"), None).unwrap();
     crashed.claim(&key("21"), &[DeliveryState::Rendered]).unwrap().unwrap();
     crashed.start_attempt(&key("21"), "maria-id@example.ru").unwrap();
     // Dropping the store releases its owner lock, as the kernel does for a killed process.
