@@ -13,7 +13,9 @@ use salespulse::pipeline::deliver;
 use salespulse::store::{DeliveryState, NewDelivery, Store};
 
 use crate::support::bin::BIN;
-use crate::support::delivery::{ADMIN, binary_config, config, key, message_id, pdf_for, reports, to, week47, weekly};
+use crate::support::delivery::{
+    ADMIN, binary_config, config, deliver_week47, key, message_id, pdf_for, reports, to, week47, weekly,
+};
 use crate::support::smtp::{SmtpOptions, TestSmtp};
 
 // ---- in-process: a ledger left as a killed process leaves it ----
@@ -102,9 +104,7 @@ async fn a_digest_lost_after_a_resend_is_sent_by_the_next_run() {
     assert!(deliver::unsent_periods(&store).unwrap().is_empty(), "nothing is owed any more");
 
     // A new `send` of the period after that tells nothing again.
-    let third = deliver::deliver(&store, &smtp.mailer(), &config, &job, &week47(), &reports(2), &Default::default())
-        .await
-        .unwrap();
+    let third = deliver_week47(&store, &smtp, &config, &reports(2)).await;
     assert_eq!((third.sent, third.skipped), (0, 3), "{third:?}");
     assert_eq!(smtp.received().len(), 1, "the admin is told once");
 }
@@ -139,17 +139,7 @@ async fn a_send_after_a_crash_finishes_the_interrupted_row_with_the_bytes_it_was
 
     // The admin runs `send` again: the pipeline renders version 2 of every report.
     let store = Store::open(state.path()).unwrap();
-    let summary = deliver::deliver(
-        &store,
-        &smtp.mailer(),
-        &config,
-        &weekly(&config),
-        &week47(),
-        &reports(2),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let summary = deliver_week47(&store, &smtp, &config, &reports(2)).await;
     assert_eq!((summary.sent, summary.skipped), (2, 1), "{summary:?}");
     assert_eq!(summary.unknown.iter().map(|u| u.recipient_key.as_str()).collect::<Vec<_>>(), ["21"]);
     let received = smtp.received();

@@ -11,7 +11,7 @@ use salespulse::pipeline::deliver::{self, DeliverOptions};
 use salespulse::store::{DeliveryState, NewDelivery, Store};
 
 use crate::support::delivery::{
-    ADMIN, MANAGERS, config, key, message_id, pdf_for, report_for, reports, to, week47, weekly,
+    ADMIN, MANAGERS, config, deliver_week47, key, message_id, pdf_for, report_for, reports, to, week47, weekly,
 };
 use crate::support::smtp::{SmtpOptions, TestSmtp};
 
@@ -56,10 +56,7 @@ async fn a_server_saying_try_later_is_tried_again_until_it_accepts() {
     let store = Store::open(state.path()).unwrap();
     let only_ivan = &reports(1)[..1];
 
-    let summary =
-        deliver::deliver(&store, &smtp.mailer(), &config, &weekly(&config), &week47(), only_ivan, &Default::default())
-            .await
-            .unwrap();
+    let summary = deliver_week47(&store, &smtp, &config, only_ivan).await;
     assert_eq!((summary.sent, summary.failed.len()), (1, 0), "{summary:?}");
     assert_eq!(smtp.data_attempts(), 3, "two 451s, then the accepted one");
     assert_eq!(to(&smtp.received(), "ivan@example.ru").len(), 1);
@@ -76,17 +73,7 @@ async fn a_server_that_keeps_saying_try_later_fails_the_row_after_max_attempts()
     config.mail.admin_to.clear();
     let store = Store::open(state.path()).unwrap();
 
-    let summary = deliver::deliver(
-        &store,
-        &smtp.mailer(),
-        &config,
-        &weekly(&config),
-        &week47(),
-        &reports(1)[..1],
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let summary = deliver_week47(&store, &smtp, &config, &reports(1)[..1]).await;
     assert_eq!(summary.sent, 0);
     assert_eq!(summary.failed.len(), 1);
     assert!(!summary.failed[0].permanent);
@@ -104,17 +91,7 @@ async fn one_unknown_mailbox_fails_only_its_own_row_and_the_admin_hears_about_it
     let config = config(&smtp, state.path(), 3);
     let store = Store::open(state.path()).unwrap();
 
-    let summary = deliver::deliver(
-        &store,
-        &smtp.mailer(),
-        &config,
-        &weekly(&config),
-        &week47(),
-        &reports(1),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let summary = deliver_week47(&store, &smtp, &config, &reports(1)).await;
     assert_eq!(summary.sent, 2, "{summary:?}");
     assert_eq!(summary.failed.len(), 1);
     let failure = &summary.failed[0];
@@ -137,17 +114,7 @@ async fn one_unknown_mailbox_fails_only_its_own_row_and_the_admin_hears_about_it
 
     // Delivering again does not send the others twice, and does not retry Maria in a loop
     // without a person's fix... unless a new rendering comes (here: same address, still 550).
-    let again = deliver::deliver(
-        &store,
-        &smtp.mailer(),
-        &config,
-        &weekly(&config),
-        &week47(),
-        &reports(1),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let again = deliver_week47(&store, &smtp, &config, &reports(1)).await;
     assert_eq!((again.sent, again.skipped), (0, 2), "{again:?}");
     assert_eq!(to(&smtp.received(), "ivan@example.ru").len(), 1);
 }
@@ -160,10 +127,7 @@ async fn a_manager_without_an_address_is_a_failure_the_admin_hears_about() {
     let store = Store::open(state.path()).unwrap();
     let reports = vec![report_for("17", "Иван Петров", "ivan@example.ru", 1), report_for("40", "Пётр Новиков", "", 1)];
 
-    let summary =
-        deliver::deliver(&store, &smtp.mailer(), &config, &weekly(&config), &week47(), &reports, &Default::default())
-            .await
-            .unwrap();
+    let summary = deliver_week47(&store, &smtp, &config, &reports).await;
     assert_eq!(summary.sent, 1);
     assert_eq!(summary.failed.len(), 1);
     assert!(summary.failed[0].reason.contains("no usable e-mail address"), "{:?}", summary.failed[0]);
@@ -178,17 +142,7 @@ async fn a_pdf_too_large_to_attach_is_sent_without_it_and_the_admin_is_told() {
     config.mail.max_attachment_bytes = 16;
     let store = Store::open(state.path()).unwrap();
 
-    let summary = deliver::deliver(
-        &store,
-        &smtp.mailer(),
-        &config,
-        &weekly(&config),
-        &week47(),
-        &reports(1)[..1],
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let summary = deliver_week47(&store, &smtp, &config, &reports(1)[..1]).await;
     assert_eq!((summary.sent, summary.failed.len(), summary.notices.len()), (1, 0, 1), "{summary:?}");
     assert!(summary.notices[0].reason.contains("max_attachment_bytes"), "{:?}", summary.notices[0]);
     assert_eq!(store.delivery(&key("17")).unwrap().unwrap().state, DeliveryState::Sent);
@@ -202,7 +156,7 @@ async fn resend_sends_one_report_again_and_no_other() {
     let config = config(&smtp, state.path(), 3);
     let store = Store::open(state.path()).unwrap();
     let job = weekly(&config);
-    deliver::deliver(&store, &smtp.mailer(), &config, &job, &week47(), &reports(1), &Default::default()).await.unwrap();
+    deliver_week47(&store, &smtp, &config, &reports(1)).await;
     assert_eq!(smtp.received().len(), 3);
 
     // `send manager-weekly --period 2026-W47 --only 21 --resend`: the pipeline renders only
@@ -228,8 +182,7 @@ async fn resend_sends_one_report_again_and_no_other() {
     assert_eq!(std::fs::read(&row.pdf_path).unwrap(), pdf_for("21", 2), "the resend carries the new rendering");
 
     // Without --resend the same request sends nothing.
-    let summary =
-        deliver::deliver(&store, &smtp.mailer(), &config, &job, &week47(), &maria, &Default::default()).await.unwrap();
+    let summary = deliver_week47(&store, &smtp, &config, &maria).await;
     assert_eq!((summary.sent, summary.skipped), (0, 1));
 }
 

@@ -12,7 +12,8 @@ use salespulse::config::{Config, DaemonConfig, JobConfig};
 use salespulse::domain::Period;
 use salespulse::kpi::ReportData;
 use salespulse::pipeline::RenderedReport;
-use salespulse::store::DeliveryKey;
+use salespulse::pipeline::deliver::{self, DeliverySummary};
+use salespulse::store::{DeliveryKey, Store};
 
 use crate::support::fixtures::manager_report;
 use crate::support::smtp::{Received, TestSmtp};
@@ -142,4 +143,16 @@ period = "previous-week"
     let path = dir.join("salespulse.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// `send`'s delivery of `reports` for the weekly job and week 47 through `smtp`.
+pub async fn deliver_week47(
+    store: &Store,
+    smtp: &TestSmtp,
+    config: &Config,
+    reports: &[RenderedReport],
+) -> DeliverySummary {
+    deliver::deliver(store, &smtp.mailer(), config, &weekly(config), &week47(), reports, &Default::default())
+        .await
+        .expect("the delivery runs")
 }
