@@ -15,9 +15,12 @@
 //! admin's digest says a duplicate is possible.** A new rendering (`send` run again) does
 //! not replace an interrupted row's files. Why this way round:
 //!
-//! - the ambiguous window after the 250 is one local SQLite update (microseconds); the
-//!   window before the dot is the whole transaction (connect, TLS, AUTH, uploading the
-//!   PDF). A kill almost always lands where nothing was delivered;
+//! - a kill before the final dot is written loses nothing. The ambiguous window starts
+//!   when the dot is written: the server still reads it after the process is gone. So the
+//!   window is mostly the server's time to take the message, plus our one SQLite update
+//!   (47 µs). Under the kill benchmark (BENCHMARKS.md §6) about a third of random kills
+//!   land in it, so a crash-free send is the normal case. Losing a report would be worse
+//!   than sending it twice;
 //! - a missing Monday scorecard is a failure a manager notices and nobody repairs; a rare
 //!   duplicate carrying the same Message-ID (deterministic per job, period and recipient) is
 //!   collapsed by many mail systems and harmless otherwise;
