@@ -39,7 +39,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCrm {
     pub(super) source: Spanned<String>,
-    pub(super) webhook_url: Option<String>,
+    pub(super) webhook_url: Option<Spanned<String>>,
     pub(super) webhook_url_env: Option<Spanned<String>>,
     pub(super) webhook_url_file: Option<Spanned<String>>,
     pub(super) webhook_url_credential: Option<Spanned<String>>,

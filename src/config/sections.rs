@@ -17,8 +17,10 @@ impl Ctx<'_> {
         let source = match raw.source.get_ref().as_str() {
             "demo" => CrmSourceKind::Demo,
             "bitrix24" => {
+                // An inline webhook's error points at its own line.
+                let url_span = raw.webhook_url.as_ref().map_or(span.clone(), Spanned::span);
                 let given = SecretForms {
-                    inline: raw.webhook_url,
+                    inline: raw.webhook_url.map(Spanned::into_inner),
                     env: raw.webhook_url_env,
                     file: raw.webhook_url_file,
                     credential: raw.webhook_url_credential,
@@ -32,7 +34,7 @@ impl Ctx<'_> {
                     )
                 })?;
                 if let SecretSource::Inline(inline) = &url.source {
-                    check_webhook_url(inline.expose()).map_err(|m| self.err(span.clone(), "crm.webhook_url", m))?;
+                    check_webhook_url(inline.expose()).map_err(|m| self.err(url_span, "crm.webhook_url", m))?;
                 }
                 CrmSourceKind::Bitrix24 { webhook_url: url }
             }

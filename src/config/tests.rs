@@ -177,3 +177,33 @@ fn settings_come_from_the_config() {
     assert_eq!(cfg.sort_managers_by, config.report.sort_managers_by);
     assert_eq!(cfg.scope, config.crm.scope());
 }
+
+#[test]
+fn a_webhook_not_shaped_like_the_clients_is_refused_at_load_with_line_and_key() {
+    // The client's own check (`endpoint::webhook_url`), at load: a wrong URL is a config
+    // error naming the line and key, never a run that fails every fetch. No message holds
+    // the code.
+    let long = "c".repeat(4096);
+    for bad in [
+        String::new(),
+        " ".to_owned(),
+        "https://x.bitrix24.ru/rest/1/".to_owned(),
+        "https://x.bitrix24.ru/rest/1/topsecret/more/".to_owned(),
+        "https://x.bitrix24.ru/rest/one/topsecret/".to_owned(),
+        "https://x.bitrix24.ru/rest/1/topsecret/?auth=1".to_owned(),
+        "https://x.bitrix24.ru/rest/1/top\\u0001secret/extra".to_owned(),
+        "http://x.bitrix24.ru/rest/1/topsecret/".to_owned(),
+        format!("https://x.bitrix24.ru/rest/1/{long}/x/"),
+    ] {
+        let text = MINIMAL.replace("source = \"demo\"", &format!("source = \"bitrix24\"\nwebhook_url = \"{bad}\""));
+        let (line, key, message) = invalid(&text);
+        assert_eq!((line, key.as_str()), (4, "crm.webhook_url"), "{bad:?}: {message}");
+        assert!(!message.contains("topsecret") && !message.contains(&long), "{bad:?}: {message}");
+    }
+    // The largest code, and the trailing slash left out, are fine.
+    for good in [format!("https://x.bitrix24.ru/rest/1/{long}/"), "https://x.bitrix24.ru/rest/1/topsecret".to_owned()] {
+        let text = MINIMAL
+            .replace("source = \"demo\"", &format!("source = \"bitrix24\"\nwebhook_url = \"{good}\"\nmanagers = [17]"));
+        parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -503,16 +503,22 @@ async fn send_digest<M: Mailer + Sync>(
     period_label: &str,
     summary: &mut DeliverySummary,
 ) {
-    let pending = match store.pending_notices(&job.name, period_label) {
-        Ok(pending) => pending,
+    // What the admin is owed for sends (this run's and any earlier digest lost), from the
+    // ledger; if it cannot be read, this run's at least. `told`: what a sent digest clears.
+    let (notices, told): (Vec<DeliveryIssue>, Vec<String>) = match store.pending_notices(&job.name, period_label) {
+        Ok(pending) => pending
+            .into_iter()
+            .map(|(row, notice)| {
+                let key = row.key.recipient_key.clone();
+                (failure(&row, notice, false), key)
+            })
+            .unzip(),
         Err(e) => {
-            // The summary still holds this run's notices: tell those.
             warn!(job = %job.name, period = %period_label, error = %e, "Cannot read the admin notices of the ledger.");
-            Vec::new()
+            (summary.unknown.iter().chain(&summary.notices).cloned().collect(), Vec::new())
         }
     };
-    let from_ledger = !pending.is_empty() || summary.unknown.is_empty() && summary.notices.is_empty();
-    if summary.failed.is_empty() && pending.is_empty() && summary.unknown.is_empty() && summary.notices.is_empty() {
+    if summary.failed.is_empty() && notices.is_empty() {
         return;
     }
     if let Some(refused) = &summary.login_refused {
@@ -525,24 +531,22 @@ async fn send_digest<M: Mailer + Sync>(
     if config.mail.admin_to.is_empty() {
         warn!(job = %job.name, period = %period_label, failed = summary.failed.len(), "No admin_to configured; failure digest not sent.");
         // Nobody to tell, now or later: the log is all there is.
-        let keys: Vec<String> = pending.iter().map(|(row, _)| row.key.recipient_key.clone()).collect();
-        if let Err(e) = store.clear_notices(&job.name, period_label, &keys) {
+        if let Err(e) = store.clear_notices(&job.name, period_label, &told) {
             warn!(job = %job.name, period = %period_label, error = %e, "Cannot clear the admin notices.");
         }
         return;
     }
-    let line = |f: &DeliveryIssue| DigestLine {
-        recipient_key: f.recipient_key.clone(),
-        recipient_name: f.recipient_name.clone(),
-        to: f.to.clone(),
-        reason: f.reason.clone(),
-    };
-    let mut lines: Vec<DigestLine> = summary.failed.iter().map(line).collect();
-    if from_ledger {
-        lines.extend(pending.iter().map(|(row, notice)| line(&failure(row, notice.clone(), false))));
-    } else {
-        lines.extend(summary.unknown.iter().chain(&summary.notices).map(line));
-    }
+    let lines: Vec<DigestLine> = summary
+        .failed
+        .iter()
+        .chain(&notices)
+        .map(|f| DigestLine {
+            recipient_key: f.recipient_key.clone(),
+            recipient_name: f.recipient_name.clone(),
+            to: f.to.clone(),
+            reason: f.reason.clone(),
+        })
+        .collect();
     let result = match crate::mail::compose_digest_in(
         &config.mail,
         config.language,
@@ -557,7 +561,6 @@ async fn send_digest<M: Mailer + Sync>(
     match result {
         Ok(()) => {
             info!(job = %job.name, period = %period_label, lines = lines.len(), "Failure digest sent to the admin.");
-            let told: Vec<String> = pending.iter().map(|(row, _)| row.key.recipient_key.clone()).collect();
             if let Err(e) = store.clear_notices(&job.name, period_label, &told) {
                 // The admin may hear of these again from the next run: better than never.
                 warn!(job = %job.name, period = %period_label, error = %e, "Cannot mark the admin notices told.");

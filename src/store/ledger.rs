@@ -351,16 +351,19 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("list pending admin notices"))
     }
 
-    /// The admin was told about these rows of (job, period).
+    /// The admin was told about these rows of (job, period): one statement, one commit.
     pub fn clear_notices(&self, job: &str, period: &str, recipient_keys: &[String]) -> Result<(), StoreError> {
-        let conn = self.conn();
-        for r in recipient_keys {
-            conn.execute(
-                "UPDATE deliveries SET admin_notice = NULL WHERE job = ?1 AND period = ?2 AND recipient_key = ?3",
-                params![job, period, r],
-            )
-            .map_err(sql(format!("clear the admin notice of {job}/{period}/{r}")))?;
+        if recipient_keys.is_empty() {
+            return Ok(());
         }
+        let keys = serde_json::to_string(recipient_keys).unwrap_or_else(|_| "[]".to_owned());
+        self.conn()
+            .execute(
+                "UPDATE deliveries SET admin_notice = NULL
+                 WHERE job = ?1 AND period = ?2 AND recipient_key IN (SELECT value FROM json_each(?3))",
+                params![job, period, keys],
+            )
+            .map_err(sql(format!("clear the admin notices of {job}/{period}")))?;
         Ok(())
     }
 
