@@ -8,9 +8,12 @@
 //! "bitrix24"` and the webhook pointing at the emulator, state, outbox and `--out` inside
 //! that directory (so the CRM cache and the delivery ledger start empty: a first run). The
 //! child gets `--period 2026-W47`, the period the synthetic data ends with; that is the only
-//! difference from the README's command. `/usr/bin/time -v` measures the child's wall time,
-//! CPU time and peak RSS; the child's own log timestamps split its run into start-up, fetch,
-//! KPI, render and delivery.
+//! difference from the README's command. Then the same command runs again in the same
+//! directory: a second run, on the CRM cache the first left (a few requests) and its ledger
+//! (every e-mail skipped as sent; the reports are still computed and rendered for `--out`).
+//! `/usr/bin/time -v` measures each run's wall time, CPU time and peak RSS; the child's own
+//! log timestamps split a run into start-up, fetch, KPI, render and delivery, with the CPU
+//! and the peak RSS of each stage read from `/proc` every 50 ms.
 //!
 //! Limits are Bitrix24's defaults on both sides (2 requests/s, burst 50), or lifted on both
 //! sides with `--lifted` (then the run shows what the work itself costs).
@@ -66,93 +69,144 @@ fn main() {
     let config = dir.path().join("salespulse.toml");
     std::fs::write(&config, config_text(&emulator.webhook_url(), dir.path(), lifted)).expect("the config is written");
     salespulse::config::Config::load(&config).expect("the written config is valid");
-    let out = dir.path().join("out");
-    let timing = dir.path().join("time.txt");
-    let stdout = std::fs::File::create(dir.path().join("stdout.txt")).expect("a file for the child's stdout");
-    let stderr = std::fs::File::create(dir.path().join("stderr.txt")).expect("a file for the child's stderr");
-    let before = measure::rss_kib();
-    measure::reset_peak();
-    let load_before = load();
-
-    #[allow(clippy::disallowed_methods)] // The child's log stamps are wall-clock; its start is too.
-    let started_at = Utc::now();
-    let t = Instant::now();
-    let mut child = Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg("-o")
-        .arg(&timing)
-        .arg(&bin)
-        .arg("--config")
-        .arg(&config)
-        .args(["send", JOB, "--period", PERIOD, "--out"])
-        .arg(&out)
-        .current_dir(dir.path())
-        // Plain log lines on stderr, whatever the caller's environment says; the client's
-        // debug line per call marks when the last Bitrix24 call left.
-        .env("SALESPULSE_LOG", "info,salespulse::crm::bitrix24=debug")
-        .env_remove("JOURNAL_STREAM")
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .expect("/usr/bin/time runs (apt-get install time)");
-    let (status, samples) = watch(&mut child);
-    let wall = t.elapsed();
-    let load_after = load();
-    let stats = emulator.stats();
-    let peak_here = measure::peak_kib();
+    let runs = [
+        ("first run (empty cache and ledger)", "first"),
+        ("second run (the CRM cache and the ledger of the first: every e-mail skipped as sent)", "second"),
+    ];
+    for (what, name) in runs {
+        let before = emulator.stats();
+        let run = Run::go(&bin, &config, dir.path(), name);
+        let after = emulator.stats();
+        let served = vec![
+            (
+                "emulator: requests, commands, refused by its bucket",
+                format!(
+                    "{}, {}, {}",
+                    after.requests - before.requests,
+                    after.commands - before.commands,
+                    after.rate_limited - before.rate_limited
+                ),
+            ),
+            ("emulator: server time (summed)", secs(after.server_time.saturating_sub(before.server_time))),
+        ];
+        run.print(&format!("`salespulse send {JOB} --period {PERIOD} --out DIR`, {what}, {limits}"), served);
+    }
     rt.block_on(emulator.shutdown());
+}
 
-    let time = std::fs::read_to_string(&timing).unwrap_or_default();
-    let field = |name: &str| {
-        time.lines()
-            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": ").map(str::to_owned))
-            .unwrap_or_default()
-    };
-    let log = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-    let printed = std::fs::read_to_string(dir.path().join("stdout.txt")).unwrap_or_default();
-    let (pdfs, pdf_bytes) = files(&out, "pdf");
-    let (emails, email_bytes) = files(&dir.path().join("outbox"), "eml");
+/// One run of the child: what `/usr/bin/time` and the samples of `/proc` said.
+struct Run {
+    dir: PathBuf,
+    name: &'static str,
+    status: std::process::ExitStatus,
+    wall: Duration,
+    started_at: DateTime<Utc>,
+    samples: Vec<Sample>,
+    /// This process (emulator and portal): RSS before, peak during.
+    rss_here: (u64, u64),
+    load: (String, String),
+}
 
-    let mut table = Table::new(
-        &format!("`salespulse send {JOB} --period {PERIOD} --out DIR`, first run (empty cache and ledger), {limits}"),
-        &["what", "value"],
-    );
-    let mut row = |what: &str, value: String| {
-        table.row(vec![what.to_owned(), value]);
-    };
-    row("exit status", status.to_string());
-    row("wall (measured here)", secs(wall));
-    row("wall (/usr/bin/time)", field("Elapsed (wall clock) time (h:mm:ss or m:ss)"));
-    row("user + system CPU", format!("{} s + {} s", field("User time (seconds)"), field("System time (seconds)")));
-    row("CPU share", field("Percent of CPU this job got"));
-    row(
-        "peak RSS of salespulse",
-        field("Maximum resident set size (kbytes)").parse::<u64>().map(mib).unwrap_or_else(|_| "?".into()),
-    );
-    row("PDFs written (--out)", format!("{pdfs} ({} MiB)", pdf_bytes / (1 << 20)));
-    row("e-mails in the outbox", format!("{emails} ({} MiB)", email_bytes / (1 << 20)));
-    row(
-        "emulator: requests, commands, refused by its bucket",
-        format!("{}, {}, {}", stats.requests, stats.commands, stats.rate_limited),
-    );
-    row("emulator: server time (summed)", secs(stats.server_time));
-    row("this process (emulator + portal): RSS before, peak during", format!("{}, {}", mib(before), mib(peak_here)));
-    row("load average (1, 5, 15 min) before, after", format!("{load_before}; {load_after}"));
-    print!("{}", table.render());
-    print!("{}", phases(&log, started_at, wall, &samples));
-
-    println!("\nthe child's log, the lines sent once per call and per e-mail counted, not shown:");
-    let repeated = ["Calling Bitrix24.", "Report sent."];
-    for line in log.lines().filter(|l| !repeated.iter().any(|r| l.contains(r))) {
-        println!("  {line}");
+impl Run {
+    /// Runs the README command once in `dir` (its files named after `name`).
+    fn go(bin: &Path, config: &Path, dir: &Path, name: &'static str) -> Run {
+        let out = dir.join(format!("out-{name}"));
+        let file = |what: &str| std::fs::File::create(dir.join(format!("{what}-{name}.txt"))).expect("a file");
+        let before = measure::rss_kib();
+        measure::reset_peak();
+        let load_before = load();
+        #[allow(clippy::disallowed_methods)] // The child's log stamps are wall-clock; its start is too.
+        let started_at = Utc::now();
+        let t = Instant::now();
+        let mut child = Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg("-o")
+            .arg(dir.join(format!("time-{name}.txt")))
+            .arg(bin)
+            .arg("--config")
+            .arg(config)
+            .args(["send", JOB, "--period", PERIOD, "--out"])
+            .arg(&out)
+            .current_dir(dir)
+            // Plain log lines on stderr, whatever the caller's environment says; the client's
+            // debug line per call marks when the last Bitrix24 call left.
+            .env("SALESPULSE_LOG", "info,salespulse::crm::bitrix24=debug")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(file("stdout"))
+            .stderr(file("stderr"))
+            .spawn()
+            .expect("/usr/bin/time runs (apt-get install time)");
+        let (status, samples) = watch(&mut child);
+        let wall = t.elapsed();
+        Run {
+            dir: dir.to_owned(),
+            name,
+            status,
+            wall,
+            started_at,
+            samples,
+            rss_here: (before, measure::peak_kib()),
+            load: (load_before, load()),
+        }
     }
-    for r in repeated {
-        println!("  ... {} \"{r}\" lines", log.lines().filter(|l| l.contains(r)).count());
+
+    fn read(&self, what: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{what}-{}.txt", self.name))).unwrap_or_default()
     }
-    println!("the child's stdout, last lines:");
-    let lines: Vec<&str> = printed.lines().collect();
-    for line in &lines[lines.len().saturating_sub(3)..] {
-        println!("  {line}");
+
+    /// Prints the run's tables, with `served` (the emulator's side) among the rows.
+    fn print(&self, title: &str, served: Vec<(&str, String)>) {
+        let time = self.read("time");
+        let field = |name: &str| {
+            time.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": ").map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let log = self.read("stderr");
+        let printed = self.read("stdout");
+        let (pdfs, pdf_bytes) = files(&self.dir.join(format!("out-{}", self.name)), "pdf");
+        let (emails, email_bytes) = files(&self.dir.join("outbox"), "eml");
+
+        let mut table = Table::new(title, &["what", "value"]);
+        let mut row = |what: &str, value: String| {
+            table.row(vec![what.to_owned(), value]);
+        };
+        row("exit status", self.status.to_string());
+        row("wall (measured here)", secs(self.wall));
+        row("wall (/usr/bin/time)", field("Elapsed (wall clock) time (h:mm:ss or m:ss)"));
+        row("user + system CPU", format!("{} s + {} s", field("User time (seconds)"), field("System time (seconds)")));
+        row("CPU share", field("Percent of CPU this job got"));
+        row(
+            "peak RSS of salespulse",
+            field("Maximum resident set size (kbytes)").parse::<u64>().map(mib).unwrap_or_else(|_| "?".into()),
+        );
+        row("PDFs written (--out)", format!("{pdfs} ({} MiB)", pdf_bytes / (1 << 20)));
+        row("e-mails in the outbox (all runs so far)", format!("{emails} ({} MiB)", email_bytes / (1 << 20)));
+        for (what, value) in served {
+            row(what, value);
+        }
+        row(
+            "this process (emulator + portal): RSS before, peak during",
+            format!("{}, {}", mib(self.rss_here.0), mib(self.rss_here.1)),
+        );
+        row("load average (1, 5, 15 min) before, after", format!("{}; {}", self.load.0, self.load.1));
+        print!("{}", table.render());
+        print!("{}", phases(&log, self.started_at, self.wall, &self.samples));
+
+        println!("\nthe child's log, the lines sent once per call and per e-mail counted, not shown:");
+        let repeated = ["Calling Bitrix24.", "Report sent.", "Report sent before; skipped."];
+        for line in log.lines().filter(|l| !repeated.iter().any(|r| l.contains(r))) {
+            println!("  {line}");
+        }
+        for r in repeated {
+            println!("  ... {} \"{r}\" lines", log.lines().filter(|l| l.contains(r)).count());
+        }
+        println!("the child's stdout, last lines:");
+        let lines: Vec<&str> = printed.lines().collect();
+        for line in &lines[lines.len().saturating_sub(3)..] {
+            println!("  {line}");
+        }
+        println!();
     }
 }
 
@@ -233,12 +287,15 @@ fn files(dir: &Path, ext: &str) -> (usize, u64) {
     found
 }
 
-/// How often [`watch`] reads the child's resident memory.
+/// How often [`watch`] reads the child's resident memory and CPU time.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// Waits for `/usr/bin/time` to finish, reading salespulse's (its child's) `VmRSS` every
-/// [`SAMPLE_EVERY`] on the way: (UTC instant, KiB) pairs, to place the peak in a stage.
-fn watch(time: &mut std::process::Child) -> (std::process::ExitStatus, Vec<(DateTime<Utc>, u64)>) {
+/// One reading of the child: when, its `VmRSS` in KiB, its user + system CPU so far.
+type Sample = (DateTime<Utc>, u64, Duration);
+
+/// Waits for `/usr/bin/time` to finish, reading salespulse's (its child's) `VmRSS` and CPU
+/// time every [`SAMPLE_EVERY`] on the way, to place the peak and the CPU in a stage.
+fn watch(time: &mut std::process::Child) -> (std::process::ExitStatus, Vec<Sample>) {
     let children = format!("/proc/{0}/task/{0}/children", time.id());
     let mut samples = Vec::new();
     loop {
@@ -247,13 +304,20 @@ fn watch(time: &mut std::process::Child) -> (std::process::ExitStatus, Vec<(Date
         }
         let pid = std::fs::read_to_string(&children).ok().and_then(|s| s.split_whitespace().next().map(str::to_owned));
         let rss = pid
+            .as_ref()
             .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
             .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned())))
             .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok());
+        let cpu = pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()).and_then(|s| {
+            // utime and stime (fields 14 and 15), after the `(comm)` that may hold spaces.
+            let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
+        });
         // 0 while `/usr/bin/time` has forked but not yet exec'd salespulse.
-        if let Some(kib) = rss.filter(|kib| *kib > 0) {
+        if let (Some(kib), Some(cpu)) = (rss.filter(|kib| *kib > 0), cpu) {
             #[allow(clippy::disallowed_methods)] // Matched against the child's wall-clock log stamps.
-            samples.push((Utc::now(), kib));
+            samples.push((Utc::now(), kib, cpu));
         }
         std::thread::sleep(SAMPLE_EVERY);
     }
@@ -261,37 +325,50 @@ fn watch(time: &mut std::process::Child) -> (std::process::ExitStatus, Vec<(Date
 
 /// The child's run split at its log lines: each stage from the previous mark to the first
 /// line with its message (the last, for the per-call and per-e-mail lines), by the lines' UTC
-/// stamps, with the highest RSS sampled in it.
-fn phases(log: &str, started_at: DateTime<Utc>, wall: Duration, samples: &[(DateTime<Utc>, u64)]) -> String {
+/// stamps, with the highest RSS sampled in it and the CPU time the samples saw it take.
+fn phases(log: &str, started_at: DateTime<Utc>, wall: Duration, samples: &[Sample]) -> String {
     let stamp = |line: &str| {
         line.split_whitespace().next().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
     };
-    let first = |message: &str| log.lines().find(|l| l.contains(message)).and_then(stamp);
-    let last = |message: &str| log.lines().rev().find(|l| l.contains(message)).and_then(stamp);
+    let found = |line: &str, messages: &[&str]| messages.iter().any(|m| line.contains(m));
+    let first = |messages: &[&str]| log.lines().find(|l| found(l, messages)).and_then(stamp);
+    let last = |messages: &[&str]| log.lines().rev().find(|l| found(l, messages)).and_then(stamp);
     let end = started_at + chrono::Duration::from_std(wall).unwrap_or_default();
+    let delivered = ["Report sent.", "Report sent before; skipped."];
     let marks = [
-        ("start-up: config, ledger, renderer", first("Fetching CRM records")),
-        ("fetch: Bitrix24 calls, until the last one left", last("Calling Bitrix24.")),
-        ("fetch: its answer, assembling, saving the CRM cache", first("CRM records fetched")),
-        ("KPI: every manager's report data", first("Report data computed.")),
-        ("charts + render + writing --out, until the first e-mail", first("Report sent.")),
-        ("delivery: the rest of the e-mails", last("Report sent.")),
+        ("start-up: config, ledger, renderer", first(&["Fetching CRM records"])),
+        ("fetch: Bitrix24 calls, until the last one left", last(&["Calling Bitrix24."])),
+        ("fetch: its answer, assembling, saving the CRM cache", first(&["CRM records fetched"])),
+        ("KPI: every manager's report data", first(&["Report data computed."])),
+        ("charts + render + writing --out, until the first e-mail", first(&delivered)),
+        ("delivery: the rest of the e-mails (or their skips)", last(&delivered)),
         ("exit", Some(end)),
     ];
     let mut table = Table::new(
-        &format!("Where the child's time and memory went (log stamps; RSS read every {})", measure::ms(SAMPLE_EVERY)),
-        &["stage", "time", "peak RSS"],
+        &format!(
+            "Where the child's time and memory went (log stamps; RSS and CPU read every {})",
+            measure::ms(SAMPLE_EVERY)
+        ),
+        &["stage", "time", "CPU", "peak RSS"],
     );
+    // The CPU used by a moment: the last sample at or before it.
+    let cpu_at = |at: DateTime<Utc>| samples.iter().take_while(|s| s.0 <= at).last().map(|s| s.2);
     let mut previous = started_at;
     for (stage, mark) in marks {
         let Some(at) = mark else {
             table.row(vec![stage.to_owned(), "(no log line)".to_owned()]);
             continue;
         };
-        let peak = samples.iter().filter(|(t, _)| *t >= previous && *t <= at).map(|(_, kib)| *kib).max();
+        let peak = samples.iter().filter(|s| s.0 >= previous && s.0 <= at).map(|s| s.1).max();
+        let cpu = match (cpu_at(previous), cpu_at(at)) {
+            (Some(a), Some(b)) => secs(b.saturating_sub(a)),
+            (None, Some(b)) => secs(b),
+            _ => String::new(),
+        };
         table.row(vec![
             stage.to_owned(),
             secs((at - previous).to_std().unwrap_or_default()),
+            cpu,
             peak.map(mib).unwrap_or_default(),
         ]);
         previous = at;

@@ -1,17 +1,19 @@
 //! The SQL of the CRM cache: one SQLite file `state_dir/crm-cache.sqlite3` (WAL, migrations
-//! by `PRAGMA user_version`) holding, per portal, the raw wire rows of the records a report
-//! run fetched, so that the next run asks the portal only for what changed.
+//! by `PRAGMA user_version`) holding, per portal, the wire rows of the records a report run
+//! fetched, so that the next run asks the portal only for what changed.
 //!
 //! Why a file of its own rather than tables in the ledger: the cache is large and worthless
 //! to keep (it is rebuilt from the portal at the cost of one full fetch), while the ledger is
 //! small and must never be lost. An admin may delete `crm-cache.sqlite3` at any time; so does
 //! salespulse itself when the file is unreadable ([`CrmCache::open_fresh`]).
 //!
-//! Rows are stored as the portal served them (JSON text), not as `domain` records: the
-//! client converts cached and fresh rows with the same code and the same reference data, so
-//! a cached fetch gives the very snapshot an uncached one does. What to fetch, when to
-//! reconcile and how to read the rows is `crm::bitrix24::cached`'s job; this module only
-//! loads and saves them, each save one transaction.
+//! Rows are stored as the portal served them, not as `domain` records: the client converts
+//! cached and fresh rows with the same code and the same reference data, so a cached fetch
+//! gives the very snapshot an uncached one does. They are stored in the client's packed form
+//! (`crm::bitrix24::packed`: every field with its name and the kind of value served, no JSON
+//! to parse again); to this module a row is bytes. What to fetch, when to reconcile and how
+//! to read the rows is `crm::bitrix24::cached`'s job; this module only loads and saves
+//! them, each save one transaction.
 //!
 //! A portal is keyed by [`portal_key`], an FNV-1a hash of the webhook URL with its code
 //! masked: the secret never reaches the file, and the key stays the same across Rust
@@ -24,7 +26,6 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 
 use super::MigrationFailure;
 use crate::domain::Timestamp;
@@ -33,7 +34,8 @@ use crate::domain::Timestamp;
 pub const CACHE_FILE: &str = "crm-cache.sqlite3";
 
 /// The schema, one entry per version; `user_version` says how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE portals (
     portal             TEXT PRIMARY KEY,    -- portal_key(): FNV-1a of the masked webhook URL
     shown              TEXT NOT NULL,       -- the masked webhook URL, for a person reading the file
@@ -51,7 +53,21 @@ CREATE TABLE records (
     row    TEXT NOT NULL,                   -- the wire row (JSON), as the portal served it
     PRIMARY KEY (portal, entity, id)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- Version 2: rows packed (crm::bitrix24::packed) instead of JSON text. What version 1 held
+-- is dropped: the next run fetches everything once.
+DROP TABLE records;
+DELETE FROM portals;
+CREATE TABLE records (
+    portal TEXT NOT NULL,
+    entity TEXT NOT NULL CHECK (entity IN ('deal', 'lead', 'activity', 'history', 'product_rows')),
+    id     INTEGER NOT NULL,                -- the record's ID; a deal's ID for its product rows
+    row    BLOB NOT NULL,                   -- the packed wire row; a deal's product rows as one list
+    PRIMARY KEY (portal, entity, id)
+) WITHOUT ROWID;
+"#,
+];
 
 /// A cache operation that failed. The caller falls back to a full fetch on any of them.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +116,7 @@ pub enum Entity {
     Activity,
     /// Deal stage history entries.
     History,
-    /// A deal's `crm.deal.productrows.get` rows, as one JSON array keyed by the deal's ID.
+    /// A deal's `crm.deal.productrows.get` rows, as one list keyed by the deal's ID.
     ProductRows,
 }
 
@@ -138,12 +154,12 @@ pub struct PortalMeta {
     pub runs: u64,
 }
 
-/// A portal's cache as loaded: its meta, rows by entity and ID, and the generation a save
-/// must still find to be allowed.
+/// A portal's cache as loaded: its meta, rows by entity in ID order, and the generation a
+/// save must still find to be allowed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedPortal {
     pub meta: PortalMeta,
-    pub rows: BTreeMap<Entity, BTreeMap<u64, Value>>,
+    pub rows: BTreeMap<Entity, Vec<(u64, Box<[u8]>)>>,
     pub generation: i64,
 }
 
@@ -152,7 +168,7 @@ pub struct CachedPortal {
 pub struct CacheUpdate {
     /// Drop every row of the portal first (a rebuild).
     pub replace: bool,
-    pub upserts: Vec<(Entity, u64, Value)>,
+    pub upserts: Vec<(Entity, u64, Box<[u8]>)>,
     pub deletes: Vec<(Entity, u64)>,
 }
 
@@ -241,20 +257,23 @@ impl CrmCache {
             reconciled_at: time("reconciled_at", &reconciled)?,
             runs: runs.max(0) as u64,
         };
-        let mut rows: BTreeMap<Entity, BTreeMap<u64, Value>> = BTreeMap::new();
+        let mut rows: BTreeMap<Entity, Vec<(u64, Box<[u8]>)>> = BTreeMap::new();
         let mut stmt = self
             .conn
-            .prepare("SELECT entity, id, row FROM records WHERE portal = ?1")
+            .prepare("SELECT entity, id, row FROM records WHERE portal = ?1 ORDER BY entity, id")
             .map_err(sql(&self.path, "read cached records"))?;
         let mut found = stmt.query(params![portal]).map_err(sql(&self.path, "read cached records"))?;
         while let Some(r) = found.next().map_err(sql(&self.path, "read cached records"))? {
-            let entity: String = r.get(0).map_err(sql(&self.path, "read cached records"))?;
+            let entity = r.get_ref(0).map_err(sql(&self.path, "read cached records"))?;
+            let entity = entity.as_str().ok().and_then(Entity::parse).ok_or_else(|| {
+                self.corrupt(format!("unknown entity {:?}", String::from_utf8_lossy(entity.as_bytes().unwrap_or(b""))))
+            })?;
             let id: i64 = r.get(1).map_err(sql(&self.path, "read cached records"))?;
-            let text: String = r.get(2).map_err(sql(&self.path, "read cached records"))?;
-            let entity = Entity::parse(&entity).ok_or_else(|| self.corrupt(format!("unknown entity {entity:?}")))?;
-            let value: Value = serde_json::from_str(&text)
-                .map_err(|e| self.corrupt(format!("the {} row {id} is not JSON: {e}", entity.as_str())))?;
-            rows.entry(entity).or_default().insert(id as u64, value);
+            let row = r.get_ref(2).map_err(sql(&self.path, "read cached records"))?;
+            let row = row
+                .as_blob()
+                .map_err(|_| self.corrupt(format!("the {} row {id} is not a packed row", entity.as_str())))?;
+            rows.entry(entity).or_default().push((id as u64, row.into()));
         }
         Ok(Some(CachedPortal { meta, rows, generation }))
     }
@@ -300,9 +319,7 @@ impl CrmCache {
                 )
                 .map_err(err("write records"))?;
             for (entity, id, row) in &update.upserts {
-                upsert
-                    .execute(params![portal, entity.as_str(), *id as i64, row.to_string()])
-                    .map_err(err("write records"))?;
+                upsert.execute(params![portal, entity.as_str(), *id as i64, &row[..]]).map_err(err("write records"))?;
             }
         }
         tx.execute(
@@ -353,7 +370,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), CacheError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn row(bytes: &[u8]) -> Box<[u8]> {
+        bytes.into()
+    }
 
     fn meta(runs: u64) -> PortalMeta {
         let t = DateTime::parse_from_rfc3339("2026-11-23T08:00:00+03:00").unwrap();
@@ -381,16 +401,16 @@ mod tests {
         assert_eq!(cache.load("p").unwrap(), None);
         let first = CacheUpdate {
             replace: true,
-            upserts: vec![(Entity::Deal, 7, json!({"ID": "7"})), (Entity::Lead, 3, json!({"ID": "3"}))],
+            upserts: vec![(Entity::Deal, 7, row(b"seven")), (Entity::Lead, 3, row(b"three"))],
             deletes: vec![],
         };
         assert!(cache.save("p", &meta(1), None, &first).unwrap());
         let loaded = cache.load("p").unwrap().unwrap();
         assert_eq!(loaded.meta, meta(1));
-        assert_eq!(loaded.rows[&Entity::Deal][&7], json!({"ID": "7"}));
+        assert_eq!(loaded.rows[&Entity::Deal], vec![(7, row(b"seven"))]);
         let second = CacheUpdate {
             replace: false,
-            upserts: vec![(Entity::Deal, 7, json!({"ID": "7", "TITLE": "x"}))],
+            upserts: vec![(Entity::Deal, 7, row(b"seven, changed"))],
             deletes: vec![(Entity::Lead, 3)],
         };
         assert!(cache.save("p", &meta(2), Some(loaded.generation), &second).unwrap());
@@ -399,7 +419,7 @@ mod tests {
         drop(cache);
         let again = CrmCache::open(dir.path()).unwrap().load("p").unwrap().unwrap();
         assert_eq!(again.meta.runs, 2);
-        assert_eq!(again.rows[&Entity::Deal][&7]["TITLE"], "x");
+        assert_eq!(again.rows[&Entity::Deal], vec![(7, row(b"seven, changed"))]);
         assert!(!again.rows.contains_key(&Entity::Lead));
     }
 

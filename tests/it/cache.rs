@@ -299,3 +299,64 @@ async fn a_broken_cache_file_costs_a_full_fetch_and_is_rebuilt() {
     assert!(wider.last_run().unwrap().full_reason.is_some());
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_broken_packed_row_or_a_cache_of_an_older_build_costs_one_full_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let req = request(60);
+    let emulator = Emulator::start(portal(), fast_portal()).await.unwrap();
+    let (expected, _) = uncached(&emulator, &req).await;
+    cached(&emulator, dir.path()).fetch_at(&req, as_of()).await.unwrap();
+
+    // One row cut short, as a disk or a hand could leave it: a full fetch, never a wrong number.
+    let db = rusqlite::Connection::open(dir.path().join(CACHE_FILE)).unwrap();
+    let (entity, id, row): (String, i64, Vec<u8>) = db
+        .query_row("SELECT entity, id, row FROM records WHERE entity = 'deal' ORDER BY id LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    db.execute(
+        "UPDATE records SET row = ?1 WHERE entity = ?2 AND id = ?3",
+        rusqlite::params![&row[..row.len() - 1], entity, id],
+    )
+    .unwrap();
+    drop(db);
+    let after = cached(&emulator, dir.path());
+    assert_eq!(after.fetch_at(&req, as_of()).await.unwrap(), expected);
+    let run = after.last_run().unwrap();
+    assert!(run.full_reason.as_deref().is_some_and(|r| r.contains("broken row")), "{run:?}");
+    assert!(run.saved);
+    let next = cached(&emulator, dir.path());
+    assert_eq!(next.fetch_at(&req, as_of()).await.unwrap(), expected);
+    assert_eq!(next.last_run().unwrap().full_reason, None, "the rebuilt file serves the next run");
+
+    // A file an older build wrote (schema 1: rows as JSON text) is migrated by dropping its
+    // rows: one full fetch, then incremental again.
+    let old = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(old.path().join(CACHE_FILE)).unwrap();
+    db.execute_batch(
+        "CREATE TABLE portals (portal TEXT PRIMARY KEY, shown TEXT NOT NULL, satisfaction_field TEXT NOT NULL,
+             covered_since TEXT NOT NULL, fetched_at TEXT NOT NULL, reconciled_at TEXT NOT NULL,
+             runs INTEGER NOT NULL, generation INTEGER NOT NULL);
+         CREATE TABLE records (portal TEXT NOT NULL, entity TEXT NOT NULL, id INTEGER NOT NULL, row TEXT NOT NULL,
+             PRIMARY KEY (portal, entity, id)) WITHOUT ROWID;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    let key = salespulse::store::cache::portal_key("demo");
+    db.execute(
+        "INSERT INTO portals VALUES (?1, 'demo', 'UF_CRM_CSAT', '2025-01-01T00:00:00+03:00',
+             '2026-11-22T08:00:00+03:00', '2026-11-22T08:00:00+03:00', 3, 7)",
+        [&key],
+    )
+    .unwrap();
+    db.execute("INSERT INTO records VALUES (?1, 'deal', 1, '{\"ID\": \"1\", \"TITLE\": \"stale\"}')", [&key]).unwrap();
+    drop(db);
+    let migrated = cached(&emulator, old.path());
+    assert_eq!(migrated.fetch_at(&req, as_of()).await.unwrap(), expected);
+    assert_eq!(migrated.last_run().unwrap().full_reason.as_deref(), Some("nothing cached yet"));
+    let next = cached(&emulator, old.path());
+    assert_eq!(next.fetch_at(&req, as_of()).await.unwrap(), expected);
+    assert_eq!(next.last_run().unwrap().full_reason, None);
+    emulator.shutdown().await;
+}

@@ -64,26 +64,26 @@ impl Assembly {
         self.semantics = self.snapshot.stages.iter().map(|s| (s.id.clone(), s.semantics)).collect();
     }
 
-    pub(super) fn add_window(
+    pub(super) fn add_window<'r>(
         &mut self,
         request: &FetchRequest,
-        modified: &[WireRow],
-        open: &[WireRow],
-        leads: &[WireRow],
-        activities: &[WireRow],
-        history: &[WireRow],
+        modified: impl IntoIterator<Item = &'r WireRow>,
+        open: impl IntoIterator<Item = &'r WireRow>,
+        leads: impl IntoIterator<Item = &'r WireRow>,
+        activities: impl IntoIterator<Item = &'r WireRow>,
+        history: impl IntoIterator<Item = &'r WireRow>,
     ) {
         let notes = &mut Notes { notes: &mut self.notes };
         let semantics = &self.semantics;
         let known = |stage: &str| semantics.get(stage).copied();
-        for row in modified.iter().chain(open) {
+        for row in modified.into_iter().chain(open) {
             if let Some(d) = wire::deal(row, request.satisfaction_field.as_deref(), known, notes) {
                 self.deals.insert(d.id, d);
             }
         }
-        self.leads.extend(leads.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
-        self.activities.extend(activities.iter().filter_map(|r| wire::activity(r, notes)).map(|a| (a.id, a)));
-        self.history.extend(history.iter().filter_map(|r| wire::stage_change(r, known, notes)).map(|h| (h.id, h)));
+        self.leads.extend(leads.into_iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
+        self.activities.extend(activities.into_iter().filter_map(|r| wire::activity(r, notes)).map(|a| (a.id, a)));
+        self.history.extend(history.into_iter().filter_map(|r| wire::stage_change(r, known, notes)).map(|h| (h.id, h)));
     }
 
     /// Leads the deals came from that are not among the window's leads: created before
@@ -104,9 +104,9 @@ impl Assembly {
         crate::domain::deals_won_in(self.deals.values(), self.history.values(), request.period_start, request.until)
     }
 
-    pub(super) fn add_leads(&mut self, rows: &[WireRow]) {
+    pub(super) fn add_leads<'r>(&mut self, rows: impl IntoIterator<Item = &'r WireRow>) {
         let notes = &mut Notes { notes: &mut self.notes };
-        self.leads.extend(rows.iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
+        self.leads.extend(rows.into_iter().filter_map(|r| wire::lead(r, notes)).map(|l| (l.id, l)));
     }
 
     pub(super) fn add_product_rows(&mut self, deal_id: Id, rows: &[WireRow]) {

@@ -25,6 +25,7 @@
 //! | `operating` | the operating-time account per method |
 //! | [`limiter`] | the client-side leaky bucket |
 //! | [`wire`] | the portal's wire format and its quirks, and rows into `domain` records |
+//! | [`packed`] | a row as the portal sent it, in one allocation: how rows are held and cached |
 //!
 //! The KPI arithmetic is `kpi`'s job.
 
@@ -32,6 +33,7 @@ mod assembly;
 pub mod cached;
 pub mod limiter;
 mod operating;
+pub mod packed;
 mod paging;
 mod plan;
 mod transport;
@@ -142,6 +144,7 @@ impl CrmSource for Bitrix24Client {
         assembly.add_stages(jobs.iter().map(ListJob::rows));
         let [modified, open, leads, activities, history] = take_rows(rest);
         assembly.add_window(request, &modified, &open, &leads, &activities, &history);
+        drop((modified, open, leads, activities, history));
 
         // Leads that fetched deals came from, created before the window, and the product
         // rows of the deals won in the report's period.

@@ -17,15 +17,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::DateTime;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::packed::{Field, PackedRow};
 use crate::domain::{
     Activity, Currency, Deal, DealPipeline, Department, Id, Lead, ProductRow, Semantics, Source, Stage, StageChange,
     Timestamp, User,
 };
 
-/// One row of a list as the portal sent it.
-pub type WireRow = Map<String, Value>;
+/// One row of a list as the portal sent it, packed (`super::packed`).
+pub type WireRow = PackedRow;
 
 /// An error entry of the portal (`{"error": "...", "error_description": "..."}`).
 #[derive(Clone, Debug, PartialEq)]
@@ -144,15 +145,16 @@ pub fn php_map(v: &Value) -> Result<BTreeMap<String, Value>, String> {
 }
 
 /// The rows of a list result: an array, `[]`, a PHP map of rows, or `{"items": [...]}`
-/// (`crm.stagehistory.list`, `crm.item.list`), `{"categories": [...]}`.
-pub fn rows(result: &Value) -> Result<Vec<Map<String, Value>>, String> {
-    let list: Vec<Value> = match result {
-        Value::Array(a) => a.clone(),
+/// (`crm.stagehistory.list`, `crm.item.list`), `{"categories": [...]}`; each row packed as
+/// it is read.
+pub fn rows(result: &Value) -> Result<Vec<WireRow>, String> {
+    let list: Vec<&Value> = match result {
+        Value::Array(a) => a.iter().collect(),
         Value::Object(m) => {
             if let Some(inner) = ["items", "categories", "productRows"].iter().find_map(|k| m.get(*k)) {
                 return rows(inner);
             }
-            m.values().cloned().collect()
+            m.values().collect()
         }
         Value::Null => Vec::new(),
         other => return Err(format!("expected a list of records, got {}", kind(other))),
@@ -160,8 +162,8 @@ pub fn rows(result: &Value) -> Result<Vec<Map<String, Value>>, String> {
     list.into_iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Value::Object(m) => Ok(m),
-            other => Err(format!("record {i} is {}, not an object", kind(&other))),
+            Value::Object(m) => Ok(PackedRow::from_map(m)),
+            other => Err(format!("record {i} is {}, not an object", kind(other))),
         })
         .collect()
 }
@@ -197,57 +199,85 @@ fn scalar_string(v: &Value) -> Option<String> {
     }
 }
 
+/// A field as text: strings as they are, numbers printed, booleans as `Y`/`N`.
+fn field_string(v: Field<'_>) -> Option<&str> {
+    match v {
+        Field::String(s) | Field::Number(s) => Some(s),
+        Field::Bool(b) => Some(if b { "Y" } else { "N" }),
+        Field::Null | Field::Json(_) => None,
+    }
+}
+
+/// The text of a field that is not a scalar, for a note (as `serde_json` prints values).
+fn field_raw(v: Field<'_>) -> String {
+    match v {
+        Field::Json(j) | Field::Number(j) => j.to_owned(),
+        other => other.to_value().to_string(),
+    }
+}
+
+/// `Ok(None)` for empty, `Err(raw)` for a value that is not an id.
+fn field_id(v: Option<Field<'_>>) -> Result<Option<Id>, String> {
+    match v {
+        None => Ok(None),
+        Some(v) => match field_string(v) {
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => s.trim().parse::<Id>().map(Some).or_else(|_| {
+                // `12.0` from a loose serializer is still id 12.
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                    .map(|f| Some(f as Id))
+                    .ok_or_else(|| s.to_owned())
+            }),
+            None => Err(field_raw(v)),
+        },
+    }
+}
+
 /// Field readers over one record. A missing field, `null` and `""` are all "empty".
 pub struct Row<'a> {
-    map: &'a Map<String, Value>,
+    row: &'a WireRow,
 }
 
 impl<'a> Row<'a> {
-    pub fn new(map: &'a Map<String, Value>) -> Row<'a> {
-        Row { map }
+    pub fn new(row: &'a WireRow) -> Row<'a> {
+        Row { row }
     }
 
     /// The first of `keys` that is present (legacy UPPER_CASE or crm.item camelCase).
-    fn get(&self, keys: &[&str]) -> Option<&'a Value> {
-        keys.iter().find_map(|k| self.map.get(*k)).filter(|v| !v.is_null())
+    fn get(&self, keys: &[&str]) -> Option<Field<'a>> {
+        keys.iter().find_map(|k| self.row.get(k)).filter(|v| *v != Field::Null)
     }
 
     /// A string field, cleaned of control and non-XML characters (see the module doc).
     pub fn text(&self, keys: &[&str]) -> Option<String> {
-        self.get(keys).and_then(scalar_string).map(|s| crate::text::crm_text(&s)).filter(|s| !s.trim().is_empty())
+        self.get(keys).and_then(field_string).map(crate::text::crm_text).filter(|s| !s.trim().is_empty())
     }
 
     /// `Ok(None)` for empty, `Err(raw)` for a value that is not an id.
     pub fn id(&self, keys: &[&str]) -> Result<Option<Id>, String> {
-        match self.get(keys) {
-            None => Ok(None),
-            Some(v) => match scalar_string(v) {
-                Some(s) if s.trim().is_empty() => Ok(None),
-                Some(s) => s.trim().parse::<Id>().map(Some).or_else(|_| {
-                    // `12.0` from a loose serializer is still id 12.
-                    s.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|f| *f >= 0.0 && f.fract() == 0.0)
-                        .map(|f| Some(f as Id))
-                        .ok_or(s)
-                }),
-                None => Err(v.to_string()),
-            },
-        }
+        field_id(self.get(keys))
     }
 
     pub fn number(&self, keys: &[&str]) -> Result<Option<f64>, String> {
         match self.get(keys) {
             None => Ok(None),
-            Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| s.clone()),
-            Some(other) => Err(other.to_string()),
+            Some(Field::Number(n)) => Ok(n.parse::<f64>().ok()),
+            Some(Field::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Field::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| s.to_owned()),
+            Some(other) => Err(field_raw(other)),
         }
     }
 
     pub fn date(&self, keys: &[&str]) -> Result<Option<Timestamp>, String> {
+        // A served date that parses as it is reads the same cleaned (a date has no control
+        // characters to clean, and surrounding white space is trimmed either way): the
+        // common case skips the copy `text` makes.
+        if let Some(t) = self.get(keys).and_then(field_string).and_then(parse_date) {
+            return Ok(Some(t));
+        }
         match self.text(keys) {
             None => Ok(None),
             Some(s) => parse_date(&s).map(Some).ok_or(s),
@@ -257,9 +287,9 @@ impl<'a> Row<'a> {
     /// `Y`, `true`, `1` are yes; anything else (including empty) is no.
     pub fn flag(&self, keys: &[&str]) -> bool {
         match self.get(keys) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-            Some(Value::String(s)) => matches!(s.trim(), "Y" | "y" | "true" | "1"),
+            Some(Field::Bool(b)) => b,
+            Some(Field::Number(n)) => n.parse::<f64>().is_ok_and(|f| f != 0.0),
+            Some(Field::String(s)) => matches!(s.trim(), "Y" | "y" | "true" | "1"),
             _ => false,
         }
     }
@@ -268,14 +298,17 @@ impl<'a> Row<'a> {
     pub fn ids(&self, keys: &[&str]) -> Result<Vec<Id>, String> {
         let items: Vec<Value> = match self.get(keys) {
             None => return Ok(Vec::new()),
-            Some(Value::Array(a)) => a.clone(),
-            Some(Value::Object(m)) => m.values().cloned().collect(),
-            Some(v) => vec![v.clone()],
+            Some(Field::Json(j)) => match serde_json::from_str(j) {
+                Ok(Value::Array(a)) => a,
+                Ok(Value::Object(m)) => m.into_iter().map(|(_, v)| v).collect(),
+                _ => return Err(j.to_owned()),
+            },
+            Some(v) => return Ok(field_id(Some(v))?.into_iter().collect()),
         };
         let mut out = Vec::new();
         for v in items {
-            let holder: Map<String, Value> = [("v".to_owned(), v)].into_iter().collect();
-            if let Some(id) = Row::new(&holder).id(&["v"])? {
+            let item = PackedRow::from_map(&[("v".to_owned(), v)].into_iter().collect());
+            if let Some(id) = field_id(item.get("v").filter(|f| *f != Field::Null))? {
                 out.push(id);
             }
         }
@@ -329,7 +362,7 @@ fn record_name(kind: &str, row: &Row<'_>) -> String {
 }
 
 /// `user.get` row.
-pub fn user(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<User> {
+pub fn user(m: &WireRow, notes: &mut Notes<'_>) -> Option<User> {
     let r = Row::new(m);
     let what = record_name("user", &r);
     let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
@@ -354,7 +387,7 @@ pub fn bare_address(s: &str) -> bool {
 }
 
 /// `department.get` row.
-pub fn department(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Department> {
+pub fn department(m: &WireRow, notes: &mut Notes<'_>) -> Option<Department> {
     let r = Row::new(m);
     let what = record_name("department", &r);
     let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
@@ -363,7 +396,7 @@ pub fn department(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Depar
 }
 
 /// `crm.category.list` row (typed numbers, camelCase).
-pub fn pipeline(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<DealPipeline> {
+pub fn pipeline(m: &WireRow, notes: &mut Notes<'_>) -> Option<DealPipeline> {
     let r = Row::new(m);
     let what = record_name("pipeline", &r);
     let id = notes.hard(&what, "id", r.id(&["id", "ID"]))?;
@@ -381,7 +414,7 @@ pub fn stage_entity_pipeline(entity_id: &str) -> Option<Id> {
 }
 
 /// `crm.status.list` row of a `DEAL_STAGE*` entity.
-pub fn stage(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Stage> {
+pub fn stage(m: &WireRow, notes: &mut Notes<'_>) -> Option<Stage> {
     let r = Row::new(m);
     let what = record_name("stage", &r);
     let id = notes.hard(&what, "STATUS_ID", Ok(r.text(&["STATUS_ID"])))?;
@@ -396,7 +429,7 @@ pub fn stage(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Stage> {
 }
 
 /// `crm.status.list` row of the `SOURCE` entity.
-pub fn source(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Source> {
+pub fn source(m: &WireRow, notes: &mut Notes<'_>) -> Option<Source> {
     let r = Row::new(m);
     let what = record_name("source", &r);
     let id = notes.hard(&what, "STATUS_ID", Ok(r.text(&["STATUS_ID"])))?;
@@ -405,7 +438,7 @@ pub fn source(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Source> {
 
 /// `crm.currency.list` row; a currency without a usable rate gets rate 0 and a note, so
 /// its deals are reported as unconvertible instead of silently counted at 1:1.
-pub fn currency(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Currency> {
+pub fn currency(m: &WireRow, notes: &mut Notes<'_>) -> Option<Currency> {
     let r = Row::new(m);
     let code = notes.hard("currency without code", "CURRENCY", Ok(r.text(&["CURRENCY"])))?;
     let what = format!("currency {code}");
@@ -447,7 +480,7 @@ pub const DEAL_FIELDS: [&str; 16] = [
 /// `crm.deal.list` row. `stage_semantics` is the stage list's semantics of the deal's
 /// stage, preferred over `STAGE_SEMANTIC_ID` (which a portal may serve stale).
 pub fn deal(
-    m: &Map<String, Value>,
+    m: &WireRow,
     satisfaction_field: Option<&str>,
     stage_semantics: impl Fn(&str) -> Option<Semantics>,
     notes: &mut Notes<'_>,
@@ -477,7 +510,7 @@ pub fn deal(
         is_recurring: r.flag(&["IS_RECURRING", "isRecurring"]),
         is_return_customer: r.flag(&["IS_RETURN_CUSTOMER", "isReturnCustomer"]),
         source_id: r.text(&["SOURCE_ID", "sourceId"]),
-        satisfaction: satisfaction_field.and_then(|f| r.get(&[f])).and_then(scalar_string),
+        satisfaction: satisfaction_field.and_then(|f| r.get(&[f])).and_then(field_string).map(str::to_owned),
     })
 }
 
@@ -485,7 +518,7 @@ pub fn deal(
 pub const LEAD_FIELDS: [&str; 5] = ["ID", "ASSIGNED_BY_ID", "DATE_CREATE", "STATUS_SEMANTIC_ID", "SOURCE_ID"];
 
 /// `crm.lead.list` row.
-pub fn lead(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Lead> {
+pub fn lead(m: &WireRow, notes: &mut Notes<'_>) -> Option<Lead> {
     let r = Row::new(m);
     let what = record_name("lead", &r);
     let id = notes.hard(&what, "ID", r.id(&["ID", "id"]))?;
@@ -504,7 +537,7 @@ pub fn lead(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Lead> {
 pub const ACTIVITY_FIELDS: [&str; 6] = ["ID", "RESPONSIBLE_ID", "TYPE_ID", "DIRECTION", "COMPLETED", "CREATED"];
 
 /// `crm.activity.list` row.
-pub fn activity(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Activity> {
+pub fn activity(m: &WireRow, notes: &mut Notes<'_>) -> Option<Activity> {
     let r = Row::new(m);
     let what = record_name("activity", &r);
     let id = notes.hard(&what, "ID", r.id(&["ID"]))?;
@@ -525,7 +558,7 @@ pub fn activity(m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<Activit
 /// `crm.stagehistory.list` item of a deal (`entityTypeId` 2). Semantics come from the
 /// stage list when it knows the stage, as for deals.
 pub fn stage_change(
-    m: &Map<String, Value>,
+    m: &WireRow,
     stage_semantics: impl Fn(&str) -> Option<Semantics>,
     notes: &mut Notes<'_>,
 ) -> Option<StageChange> {
@@ -547,7 +580,7 @@ pub fn stage_change(
 }
 
 /// `crm.deal.productrows.get` row (or `crm.item.productrow.list`, camelCase).
-pub fn product_row(deal_id: Id, m: &Map<String, Value>, notes: &mut Notes<'_>) -> Option<ProductRow> {
+pub fn product_row(deal_id: Id, m: &WireRow, notes: &mut Notes<'_>) -> Option<ProductRow> {
     let r = Row::new(m);
     let what = format!("product row {} of deal {deal_id}", r.text(&["ID", "id"]).unwrap_or_default());
     let price = notes.hard(&what, "PRICE", r.number(&["PRICE", "price"]))?;
@@ -570,7 +603,8 @@ mod tests {
     fn reads_every_spelling_of_a_value() {
         let m = json!({"A": "12", "B": 12, "C": "", "D": null, "E": "12.50", "F": "Y", "G": true, "H": [1, "3"],
                        "I": "2024-06-13T18:23:54+02:00", "J": "abc"});
-        let r = Row::new(m.as_object().unwrap());
+        let packed = PackedRow::from_map(m.as_object().unwrap());
+        let r = Row::new(&packed);
         assert_eq!(r.id(&["A"]), Ok(Some(12)));
         assert_eq!(r.id(&["B"]), Ok(Some(12)));
         assert_eq!(r.id(&["C"]), Ok(None));
@@ -616,7 +650,7 @@ mod tests {
         let row = json!({"ID": "7", "ASSIGNED_BY_ID": "3", "DATE_CREATE": "2026-01-01T10:00:00+03:00",
                          "OPPORTUNITY": "много", "STAGE_ID": "WON", "STAGE_SEMANTIC_ID": "P"});
         let d = deal(
-            row.as_object().unwrap(),
+            &PackedRow::from_map(row.as_object().unwrap()),
             None,
             |s| (s == "WON").then_some(Semantics::Success),
             &mut Notes { notes: &mut notes },
@@ -628,7 +662,10 @@ mod tests {
         assert!(notes[0].contains("deal 7") && notes[0].contains("OPPORTUNITY"), "{notes:?}");
 
         let broken = json!({"ID": "8", "ASSIGNED_BY_ID": "3", "DATE_CREATE": "вчера"});
-        assert!(deal(broken.as_object().unwrap(), None, |_| None, &mut Notes { notes: &mut notes }).is_none());
+        assert!(
+            deal(&PackedRow::from_map(broken.as_object().unwrap()), None, |_| None, &mut Notes { notes: &mut notes })
+                .is_none()
+        );
         assert!(notes[1].contains("deal 8") && notes[1].contains("DATE_CREATE"), "{notes:?}");
     }
 
@@ -636,11 +673,11 @@ mod tests {
     fn a_currency_without_rate_is_noted() {
         let mut notes = Vec::new();
         let row = json!({"CURRENCY": "KZT", "AMOUNT": "", "AMOUNT_CNT": "100", "BASE": "N"});
-        let c = currency(row.as_object().unwrap(), &mut Notes { notes: &mut notes }).unwrap();
+        let c = currency(&PackedRow::from_map(row.as_object().unwrap()), &mut Notes { notes: &mut notes }).unwrap();
         assert_eq!(c.rate, 0.0);
         assert!(notes[0].contains("KZT"));
         let idr = json!({"CURRENCY": "IDR", "AMOUNT": "54.8738", "AMOUNT_CNT": "10000", "BASE": "N"});
-        let c = currency(idr.as_object().unwrap(), &mut Notes { notes: &mut notes }).unwrap();
+        let c = currency(&PackedRow::from_map(idr.as_object().unwrap()), &mut Notes { notes: &mut notes }).unwrap();
         assert!((c.rate - 0.00548738).abs() < 1e-12);
     }
 }

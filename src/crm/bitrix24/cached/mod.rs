@@ -189,6 +189,7 @@ impl CachedClient {
             Ok(None) => return Start::Full { reason: "nothing cached yet".into(), reset: false, generation: None },
             Ok(Some(c)) => c,
         };
+        let mut cached = cached;
         let full =
             |reason: &str| Start::Full { reason: reason.to_owned(), reset: false, generation: Some(cached.generation) };
         if cached.meta.satisfaction_field != request.satisfaction_field {
@@ -200,7 +201,7 @@ impl CachedClient {
         if *now < cached.meta.fetched_at {
             return full("the cache was filled at a later time than now");
         }
-        match Rows::from_cache(&cached) {
+        match Rows::from_cache(std::mem::take(&mut cached.rows)) {
             Ok(rows) => Start::Incremental { cached: Box::new(cached), rows },
             Err(detail) => {
                 tracing::warn!(detail = %detail, "The CRM cache holds a broken row; fetching everything and rebuilding it.");
@@ -238,7 +239,7 @@ impl CachedClient {
 
         // Saved only now that the fetch is complete.
         let Fetch { changed, mut run, .. } = fetch;
-        let update = rows.update(&changed, run.full_reason.is_some());
+        let update = rows.into_update(&changed, run.full_reason.is_some());
         run.saved = self.save(reset, key, meta, generation, update).await;
         tracing::info!(
             portal = %self.client.redacted_url(),
@@ -275,8 +276,8 @@ impl CachedClient {
         let lists = jobs.split_off(reference);
         let assembly = Assembly::new(take_rows(jobs));
         let mut rows = Rows::default();
-        for (subset, job) in SUBSETS.iter().zip(&lists) {
-            rows.upsert(subset.entity(), job.rows(), &cs, &mut fetch.changed);
+        for (subset, job) in SUBSETS.iter().zip(lists) {
+            rows.upsert(subset.entity(), job.into_rows(), &cs, &mut fetch.changed);
         }
         fetch.run.full_reason = Some(reason);
         fetch.run.reconciled = SUBSETS.iter().map(|s| s.name()).collect();
@@ -328,8 +329,8 @@ impl CachedClient {
                 rows.remove(*entity, id, &mut fetch.changed);
             }
         }
-        for ((entity, _), job) in kinds.iter().zip(&rest) {
-            rows.upsert(*entity, job.rows(), &cs, &mut fetch.changed);
+        for ((entity, _), job) in kinds.iter().zip(rest) {
+            rows.upsert(*entity, job.into_rows(), &cs, &mut fetch.changed);
         }
         let due = self.deletions(fetch, &mut meta, &cs, &counts, &mut rows).await?;
         meta.fetched_at = fetch.now;
@@ -384,13 +385,17 @@ impl CachedClient {
         let request = fetch.request;
         let changed = &mut fetch.changed;
         let since = request.since;
-        let modified = rows.select(Subset::DealsModified, &since);
-        let open = rows.select(Subset::DealsOpen, &since);
-        let leads = rows.select(Subset::Leads, &since);
-
-        let missing = preview_missing_leads(request, &modified, &open, &leads);
+        // The window's leads as cached now: leads asked for below do not join them (the
+        // older ones are added after the window's, as the plain client adds them).
+        let (window_leads, missing, guessed) = {
+            let modified = rows.select(Subset::DealsModified, &since);
+            let open = rows.select(Subset::DealsOpen, &since);
+            let leads = rows.select(Subset::Leads, &since);
+            let window_leads: Vec<Id> = leads.iter().filter_map(|r| row_id(r)).collect();
+            let missing = preview_missing_leads(request, &modified, &open, &leads);
+            (window_leads, missing, preview_won_deals(request, &modified, &open, rows))
+        };
         let asked = rows.leads_to_ask(&missing, leads_due);
-        let guessed = preview_won_deals(request, &modified, &open, rows);
         let mut jobs = plan::stage_jobs(assembly.pipelines());
         let stage_jobs = jobs.len();
         jobs.extend(plan::missing_lead_jobs(&asked, &LEAD_SELECT));
@@ -399,18 +404,18 @@ impl CachedClient {
         self.client.run(&mut jobs).await?;
         let mut lead_rows = jobs.split_off(stage_jobs);
         let product_jobs = lead_rows.split_off(lead_jobs);
-        rows.set_asked_leads(&asked, &lead_rows, changed);
+        rows.set_asked_leads(&asked, lead_rows, changed);
         assembly.add_stages(jobs.iter().map(ListJob::rows));
         for (id, job) in guessed.iter().zip(product_jobs) {
             rows.set_products(*id, job.into_rows(), changed);
         }
         assembly.add_window(
             request,
-            &modified,
-            &open,
-            &leads,
-            &rows.select(Subset::Activities, &since),
-            &rows.select(Subset::History, &since),
+            rows.select(Subset::DealsModified, &since),
+            rows.select(Subset::DealsOpen, &since),
+            rows.leads_of(&window_leads),
+            rows.select(Subset::Activities, &since),
+            rows.select(Subset::History, &since),
         );
 
         // The third look, when the guesses missed: leads and product rows still unknown.
@@ -425,12 +430,12 @@ impl CachedClient {
             more.extend(unknown_products.iter().map(|id| plan::product_rows_job(*id)));
             self.client.run(&mut more).await?;
             let products = more.split_off(n_leads);
-            rows.set_asked_leads(&asked_more, &more, changed);
+            rows.set_asked_leads(&asked_more, more, changed);
             for (id, job) in unknown_products.iter().zip(products) {
                 rows.set_products(*id, job.into_rows(), changed);
             }
         }
-        assembly.add_leads(&rows.leads_of(&still_missing));
+        assembly.add_leads(rows.leads_of(&still_missing));
         for id in &won {
             assembly.add_product_rows(*id, &rows.products[id]);
         }
@@ -543,8 +548,8 @@ impl CachedClient {
         if !fetch.is_empty() {
             let (entities, mut jobs): (Vec<Entity>, Vec<ListJob>) = fetch.into_iter().unzip();
             self.client.run(&mut jobs).await?;
-            for (entity, job) in entities.iter().zip(&jobs) {
-                rows.upsert(*entity, job.rows(), cs, changed);
+            for (entity, job) in entities.iter().zip(jobs) {
+                rows.upsert(*entity, job.into_rows(), cs, changed);
             }
         }
         if dropped > 0 {
@@ -557,7 +562,12 @@ impl CachedClient {
 /// The older leads the plain client would fetch for these rows: the deals' leads that are
 /// not among the window's, as [`Assembly::missing_leads`] finds them once the stages are in
 /// (which a deal's lead and its being read at all do not depend on).
-fn preview_missing_leads(request: &FetchRequest, modified: &[WireRow], open: &[WireRow], leads: &[WireRow]) -> Vec<Id> {
+fn preview_missing_leads(
+    request: &FetchRequest,
+    modified: &[&WireRow],
+    open: &[&WireRow],
+    leads: &[&WireRow],
+) -> Vec<Id> {
     let mut scratch = Vec::new();
     let notes = &mut Notes { notes: &mut scratch };
     let known: BTreeSet<Id> = leads.iter().filter_map(|r| wire::lead(r, notes)).map(|l| l.id).collect();
@@ -575,7 +585,7 @@ fn preview_missing_leads(request: &FetchRequest, modified: &[WireRow], open: &[W
 /// The deals whose product rows the cache lacks among those the portal serves as won and
 /// touched in the report's period: a guess, read off the rows before the stages and the
 /// history are known, of the deals [`Assembly::product_deals`] will find.
-fn preview_won_deals(request: &FetchRequest, modified: &[WireRow], open: &[WireRow], rows: &Rows) -> Vec<Id> {
+fn preview_won_deals(request: &FetchRequest, modified: &[&WireRow], open: &[&WireRow], rows: &Rows) -> Vec<Id> {
     modified
         .iter()
         .chain(open)
@@ -586,7 +596,7 @@ fn preview_won_deals(request: &FetchRequest, modified: &[WireRow], open: &[WireR
                 .any(|f| r.date(&[f]).ok().flatten().is_some_and(|t| t >= request.period_start));
             r.text(&["STAGE_SEMANTIC_ID"]).as_deref() == Some("S") && !r.flag(&["IS_RECURRING"]) && touched
         })
-        .filter_map(row_id)
+        .filter_map(|r| row_id(r))
         .filter(|id| !rows.products.contains_key(id))
         .collect::<BTreeSet<_>>()
         .into_iter()

@@ -3,13 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-
+use super::super::packed::{self, PackedRow};
 use super::super::paging::ListJob;
 use super::super::wire::{self, WireRow};
 use super::subset::{Range, SUBSETS, Subset, row_id};
 use crate::domain::{Id, Timestamp};
-use crate::store::cache::{CacheUpdate, CachedPortal, Entity};
+use crate::store::cache::{CacheUpdate, Entity};
 
 /// The rows of one fetch, by entity, as the cache holds them.
 #[derive(Default)]
@@ -48,23 +47,27 @@ impl Rows {
         }
     }
 
-    pub(super) fn from_cache(cached: &CachedPortal) -> Result<Rows, String> {
+    /// The rows a cache file held (`CachedPortal::rows`), unpacked and checked.
+    pub(super) fn from_cache(cached: BTreeMap<Entity, Vec<(u64, Box<[u8]>)>>) -> Result<Rows, String> {
         let mut rows = Rows::default();
-        for (entity, by_id) in &cached.rows {
-            for (id, value) in by_id {
-                match (entity, value) {
-                    (Entity::ProductRows, Value::Array(list)) => {
-                        let list: Option<Vec<WireRow>> = list.iter().map(|v| v.as_object().cloned()).collect();
-                        rows.products.insert(*id, list.ok_or(format!("product rows of deal {id} are not objects"))?);
-                    }
-                    (Entity::ProductRows, _) => return Err(format!("product rows of deal {id} are not a list")),
-                    (_, Value::Object(m)) => {
-                        if let Some(by_id) = rows.by_id_mut(*entity) {
-                            by_id.insert(*id, m.clone());
-                        }
-                    }
-                    _ => return Err(format!("the {} row {id} is not an object", entity.as_str())),
+        for (entity, by_id) in cached {
+            if entity == Entity::ProductRows {
+                for (id, bytes) in by_id {
+                    let list = packed::unpack_list(&bytes).map_err(|e| format!("product rows of deal {id}: {e}"))?;
+                    rows.products.insert(id, list);
                 }
+                continue;
+            }
+            let unpacked = by_id
+                .into_iter()
+                .map(|(id, bytes)| {
+                    PackedRow::from_bytes(bytes)
+                        .map(|row| (id, row))
+                        .map_err(|e| format!("the {} row {id}: {e}", entity.as_str()))
+                })
+                .collect::<Result<BTreeMap<Id, WireRow>, String>>()?;
+            if let Some(by_id) = rows.by_id_mut(entity) {
+                *by_id = unpacked;
             }
         }
         Ok(rows)
@@ -75,19 +78,19 @@ impl Rows {
     }
 
     /// Inserts fetched rows of `entity`, keeping those that belong to the cache.
-    pub(super) fn upsert(&mut self, entity: Entity, rows: &[WireRow], cs: &Timestamp, changed: &mut Changes) {
+    pub(super) fn upsert(&mut self, entity: Entity, rows: Vec<WireRow>, cs: &Timestamp, changed: &mut Changes) {
         if entity == Entity::ProductRows {
             // Product rows come a deal's list at a time, through `set_products`.
             return;
         }
         for row in rows {
-            let Some(id) = row_id(row) else { continue };
+            let Some(id) = row_id(&row) else { continue };
             let keep = match entity {
-                Entity::Deal => Subset::DealsModified.contains(row, cs) || Subset::DealsOpen.contains(row, cs),
+                Entity::Deal => Subset::DealsModified.contains(&row, cs) || Subset::DealsOpen.contains(&row, cs),
                 // An older lead a deal came from stays up to date too.
-                Entity::Lead => Subset::Leads.contains(row, cs) || self.leads.contains_key(&id),
-                Entity::Activity => Subset::Activities.contains(row, cs),
-                Entity::History => Subset::History.contains(row, cs),
+                Entity::Lead => Subset::Leads.contains(&row, cs) || self.leads.contains_key(&id),
+                Entity::Activity => Subset::Activities.contains(&row, cs),
+                Entity::History => Subset::History.contains(&row, cs),
                 Entity::ProductRows => false,
             };
             if !keep {
@@ -98,7 +101,7 @@ impl Rows {
                 changed.deleted.insert((Entity::ProductRows, id));
             }
             if let Some(by_id) = self.by_id_mut(entity) {
-                by_id.insert(id, row.clone());
+                by_id.insert(id, row);
             }
             changed.upserted.insert((entity, id));
             changed.deleted.remove(&(entity, id));
@@ -114,12 +117,12 @@ impl Rows {
 
     /// Keeps the leads asked for by id: the rows returned, and none of those not returned
     /// (deleted on the portal).
-    pub(super) fn set_asked_leads(&mut self, asked: &[Id], jobs: &[ListJob], changed: &mut Changes) {
+    pub(super) fn set_asked_leads(&mut self, asked: &[Id], jobs: Vec<ListJob>, changed: &mut Changes) {
         let mut returned = BTreeSet::new();
-        for row in jobs.iter().flat_map(ListJob::rows) {
-            let Some(id) = row_id(row) else { continue };
+        for row in jobs.into_iter().flat_map(ListJob::into_rows) {
+            let Some(id) = row_id(&row) else { continue };
             returned.insert(id);
-            self.leads.insert(id, row.clone());
+            self.leads.insert(id, row);
             changed.upserted.insert((Entity::Lead, id));
             changed.deleted.remove(&(Entity::Lead, id));
         }
@@ -129,8 +132,8 @@ impl Rows {
     }
 
     /// The cached rows of `ids`' leads.
-    pub(super) fn leads_of(&self, ids: &[Id]) -> Vec<WireRow> {
-        ids.iter().filter_map(|id| self.leads.get(id).cloned()).collect()
+    pub(super) fn leads_of(&self, ids: &[Id]) -> Vec<&WireRow> {
+        ids.iter().filter_map(|id| self.leads.get(id)).collect()
     }
 
     pub(super) fn set_products(&mut self, deal: Id, list: Vec<WireRow>, changed: &mut Changes) {
@@ -172,35 +175,35 @@ impl Rows {
     }
 
     /// The rows of the subset at or after `since`, in ID order.
-    pub(super) fn select(&self, subset: Subset, since: &Timestamp) -> Vec<WireRow> {
-        self.by_id(subset.entity()).values().filter(|r| subset.contains(r, since)).cloned().collect()
+    pub(super) fn select(&self, subset: Subset, since: &Timestamp) -> Vec<&WireRow> {
+        self.by_id(subset.entity()).values().filter(|r| subset.contains(r, since)).collect()
     }
 
-    pub(super) fn update(&self, changed: &Changes, replace: bool) -> CacheUpdate {
-        let value = |entity: Entity, id: Id| -> Option<Value> {
-            match entity {
-                Entity::ProductRows => {
-                    self.products.get(&id).map(|l| Value::Array(l.iter().cloned().map(Value::Object).collect()))
-                }
-                e => self.by_id(e).get(&id).cloned().map(Value::Object),
-            }
-        };
+    /// What saving these rows writes: every row when `replace` (a rebuild), else what
+    /// `changed` names. Takes the rows: they are not needed once the snapshot is assembled,
+    /// and a rebuild's rows are not copied again to be written.
+    pub(super) fn into_update(mut self, changed: &Changes, replace: bool) -> CacheUpdate {
         if replace {
-            let mut upserts = Vec::new();
+            let mut keys = Vec::new();
             for entity in [Entity::Deal, Entity::Lead, Entity::Activity, Entity::History] {
-                upserts.extend(self.by_id(entity).iter().map(|(id, r)| (entity, *id, Value::Object(r.clone()))));
+                keys.extend(self.by_id(entity).keys().map(|id| (entity, *id)));
             }
-            upserts.extend(
-                self.products
-                    .keys()
-                    .filter_map(|id| Some((Entity::ProductRows, *id, value(Entity::ProductRows, *id)?))),
-            );
+            keys.extend(self.products.keys().map(|id| (Entity::ProductRows, *id)));
+            let upserts = keys.into_iter().filter_map(|(e, id)| Some((e, id, self.take(e, id)?))).collect();
             return CacheUpdate { replace: true, upserts, deletes: Vec::new() };
         }
         CacheUpdate {
             replace: false,
-            upserts: changed.upserted.iter().filter_map(|(e, id)| Some((*e, *id, value(*e, *id)?))).collect(),
+            upserts: changed.upserted.iter().filter_map(|(e, id)| Some((*e, *id, self.take(*e, *id)?))).collect(),
             deletes: changed.deleted.iter().copied().collect(),
+        }
+    }
+
+    /// A row (a deal's product rows) taken out, as the bytes the cache file holds.
+    fn take(&mut self, entity: Entity, id: Id) -> Option<Box<[u8]>> {
+        match entity {
+            Entity::ProductRows => self.products.remove(&id).map(|l| packed::pack_list(&l).into_boxed_slice()),
+            e => self.by_id_mut(e)?.remove(&id).map(PackedRow::into_bytes),
         }
     }
 }

@@ -189,10 +189,9 @@ mod tests {
     }
 
     fn deal(id: u64, modified: &str, semantic: &str) -> WireRow {
-        json!({"ID": id.to_string(), "DATE_MODIFY": modified, "STAGE_SEMANTIC_ID": semantic})
-            .as_object()
-            .cloned()
-            .unwrap()
+        WireRow::from_map(
+            json!({"ID": id.to_string(), "DATE_MODIFY": modified, "STAGE_SEMANTIC_ID": semantic}).as_object().unwrap(),
+        )
     }
 
     #[test]
