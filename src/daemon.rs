@@ -449,7 +449,9 @@ impl<R: JobRunner> Daemon<'_, R> {
             let result = result.unwrap_or_else(|message| {
                 Err(anyhow::anyhow!("job {} panicked ({message}); this is a bug, please report it", job.name))
             });
-            return_freed_memory();
+            // A daemon would otherwise rest at the peak of its jobs: 555 MiB after 20 runs
+            // of the demo, ~95 MiB after a trim (`cargo bench --bench daemon`, BENCHMARKS.md).
+            crate::memory::return_freed();
             let error = result.as_ref().err().map(|e| format!("{e:#}"));
             self.store.note_attempts(run_id, attempt, error.as_deref())?;
             match result {
@@ -555,23 +557,6 @@ impl<F: Future> Future for CatchPanic<F> {
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
             Err(payload) => std::task::Poll::Ready(Err(crate::pipeline::panic_message(&*payload))),
-        }
-    }
-}
-
-/// Hands the memory a job freed back to the system. glibc's malloc keeps what its arenas
-/// freed (one arena per thread that allocated), so a daemon would rest at the peak of its
-/// jobs: 555 MiB after 20 runs of the demo, ~95 MiB after a trim (`cargo bench --bench
-/// daemon`, BENCHMARKS.md). Other allocators and platforms: nothing to do.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim takes no pointers; it only returns free pages of glibc's heaps.
-        unsafe {
-            malloc_trim(0);
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod fonts;
 pub mod kpi;
 pub mod locale;
 pub mod mail;
+pub mod memory;
 pub mod pipeline;
 pub mod private_fs;
 pub mod render;

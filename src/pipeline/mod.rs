@@ -131,8 +131,10 @@ impl ReportBuilder {
         let template = template_for(job, request.template.as_deref())?;
         let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
         let reports = self.pending(job, period, slot, &request.only, &snapshot)?;
-        // The reports hold what rendering reads; the records go before it.
+        // The reports hold what rendering reads; the records go before it, and the memory
+        // they held goes back (the render threads allocate in arenas of their own).
         drop(snapshot);
+        crate::memory::return_freed();
         info!(job = %job.name, period = %period, reports = reports.len(), "Report data computed.");
         self.render_all(job, template, reports).await
     }

@@ -154,12 +154,15 @@ pub struct PortalMeta {
     pub runs: u64,
 }
 
+/// Cached rows by entity, each entity's in ID order: (id, the row's bytes).
+pub type CachedRows = BTreeMap<Entity, Vec<(u64, Box<[u8]>)>>;
+
 /// A portal's cache as loaded: its meta, rows by entity in ID order, and the generation a
 /// save must still find to be allowed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedPortal {
     pub meta: PortalMeta,
-    pub rows: BTreeMap<Entity, Vec<(u64, Box<[u8]>)>>,
+    pub rows: CachedRows,
     pub generation: i64,
 }
 
@@ -257,7 +260,7 @@ impl CrmCache {
             reconciled_at: time("reconciled_at", &reconciled)?,
             runs: runs.max(0) as u64,
         };
-        let mut rows: BTreeMap<Entity, Vec<(u64, Box<[u8]>)>> = BTreeMap::new();
+        let mut rows = CachedRows::new();
         let mut stmt = self
             .conn
             .prepare("SELECT entity, id, row FROM records WHERE portal = ?1 ORDER BY entity, id")

@@ -72,6 +72,13 @@ const KEYS: [&str; 44] = [
     "BASE",
 ];
 
+/// `KEYS`' index of a field name.
+fn key_index(key: &str) -> Option<u8> {
+    static INDEX: std::sync::LazyLock<std::collections::HashMap<&'static str, u8>> =
+        std::sync::LazyLock::new(|| KEYS.iter().enumerate().map(|(i, k)| (*k, i as u8)).collect());
+    INDEX.get(key).copied()
+}
+
 const INLINE_KEY: u8 = 255;
 const NULL: u8 = 0;
 const FALSE: u8 = 1;
@@ -121,8 +128,8 @@ impl PackedRow {
         let mut out = Vec::with_capacity(16 * map.len() + 1);
         put_len(&mut out, map.len());
         for (key, value) in map {
-            match KEYS.iter().position(|k| *k == key) {
-                Some(i) => out.push(i as u8),
+            match key_index(key) {
+                Some(i) => out.push(i),
                 None => {
                     out.push(INLINE_KEY);
                     put_bytes(&mut out, key.as_bytes());
@@ -171,9 +178,36 @@ impl PackedRow {
         self.0
     }
 
-    /// The value of field `key`, if the row has it.
+    /// The value of field `key`, if the row has it. Only the field asked for is decoded;
+    /// the others are stepped over by their lengths (a conversion asks a row for some twenty
+    /// fields, the cache's filters for one or two).
     pub fn get(&self, key: &str) -> Option<Field<'_>> {
-        self.fields().find(|(k, _)| *k == key).map(|(_, v)| v)
+        let want = key_index(key);
+        let bytes = &self.0;
+        let (count, mut at) = take_len(bytes, 0)?;
+        for _ in 0..count {
+            let start = at;
+            let hit = match *bytes.get(at)? {
+                INLINE_KEY => {
+                    let (raw, next) = take_bytes(bytes, at + 1)?;
+                    at = next;
+                    // Also when `key` is in KEYS: a row written before it was appended.
+                    raw == key.as_bytes()
+                }
+                k => {
+                    at += 1;
+                    want == Some(k)
+                }
+            };
+            if hit {
+                return self.field_at(start).map(|(_, value, _)| value);
+            }
+            at = match *bytes.get(at)? {
+                NULL | FALSE | TRUE => at + 1,
+                _ => take_bytes(bytes, at + 1)?.1,
+            };
+        }
+        None
     }
 
     /// Every field, in order.
@@ -315,9 +349,22 @@ mod tests {
         assert_eq!(row.get("CLOSEDATE"), Some(Field::Null));
         assert_eq!(row.get("UF_DEPARTMENT"), Some(Field::Json("[1,\"3\"]")));
         assert_eq!(row.get("missing"), None);
+        assert_eq!(row.get("EMOJI_🙂"), Some(Field::String("🙂\u{0}\u{7}")));
+        assert_eq!(row.get(""), Some(Field::String("empty key")));
+        for (key, value) in row.fields() {
+            assert_eq!(row.get(key), Some(value), "{key}");
+        }
         let again = PackedRow::from_bytes(row.as_bytes().into()).unwrap();
         assert_eq!(again, row);
         assert!(row.as_bytes().len() < 600, "{}", row.as_bytes().len());
+    }
+
+    #[test]
+    fn every_key_has_its_own_index() {
+        for (i, key) in KEYS.iter().enumerate() {
+            assert_eq!(key_index(key), Some(i as u8), "{key}");
+        }
+        assert!(KEYS.len() < usize::from(INLINE_KEY));
     }
 
     #[test]

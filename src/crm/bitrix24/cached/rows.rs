@@ -8,7 +8,7 @@ use super::super::paging::ListJob;
 use super::super::wire::{self, WireRow};
 use super::subset::{Range, SUBSETS, Subset, row_id};
 use crate::domain::{Id, Timestamp};
-use crate::store::cache::{CacheUpdate, Entity};
+use crate::store::cache::{CacheUpdate, CachedRows, Entity};
 
 /// The rows of one fetch, by entity, as the cache holds them.
 #[derive(Default)]
@@ -48,7 +48,7 @@ impl Rows {
     }
 
     /// The rows a cache file held (`CachedPortal::rows`), unpacked and checked.
-    pub(super) fn from_cache(cached: BTreeMap<Entity, Vec<(u64, Box<[u8]>)>>) -> Result<Rows, String> {
+    pub(super) fn from_cache(cached: CachedRows) -> Result<Rows, String> {
         let mut rows = Rows::default();
         for (entity, by_id) in cached {
             if entity == Entity::ProductRows {
