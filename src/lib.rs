@@ -21,6 +21,7 @@ pub mod locale;
 pub mod mail;
 pub mod pipeline;
 pub mod private_fs;
+pub mod progress;
 pub mod render;
 pub mod schedule;
 pub mod store;
