@@ -221,6 +221,11 @@ async fn without_a_terminal_a_line_per_stage_and_one_every_30_s_of_fetch() {
 }
 
 #[test]
+fn the_daemon_logs_lines_whatever_its_stderr_is() {
+    assert_eq!(format!("{:?}", Progress::for_command(true)), "Progress(log)");
+}
+
+#[test]
 fn durations_read_as_a_person_says_them() {
     assert_eq!(human(Duration::from_secs(42)), "42s");
     assert_eq!(human(Duration::from_secs(182)), "3m02s");

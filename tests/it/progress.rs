@@ -18,7 +18,7 @@ use salespulse::crm::CrmSource as _;
 use salespulse::crm::bitrix24::{Bitrix24Client, ClientSettings};
 use salespulse::progress::{LOG_EVERY, Progress};
 
-use crate::support::bin::BIN;
+use crate::support::bin::{BIN, DEMO_CONFIG};
 use crate::support::crm::{demo_emulator, portal_config};
 use crate::support::reference::moscow;
 
@@ -134,6 +134,26 @@ fn send_shows_a_bar_on_a_terminal_and_a_line_per_stage_in_a_pipe_and_stdout_is_t
     for out in [&seen, &stderr.to_string()] {
         assert!(!out.contains(&code), "the webhook code never shows: {out}");
     }
+}
+
+/// Under systemd (`JOURNAL_STREAM` set) there is no bar, even on a terminal.
+#[test]
+fn under_systemd_there_is_no_bar_even_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(DEMO_CONFIG)
+        .args(["report", "department-monthly", "--period", "2026-10", "--out", "out"])
+        .env("SALESPULSE_LOG", "info")
+        .env("TERM", "xterm")
+        .env("JOURNAL_STREAM", "8:4242")
+        .stdin(Stdio::null());
+    let (out, seen) = on_a_terminal(command);
+    assert!(out.status.success(), "{seen}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2026-10 "), "the report is written");
+    assert!(!["/~", " [#", " [-"].iter().any(|bar| seen.contains(bar)), "no bar under systemd: {seen}");
 }
 
 /// The client counts into the handle its settings carry: every request the portal served,
