@@ -192,6 +192,7 @@ impl Run {
         row("load average (1, 5, 15 min) before, after", format!("{}; {}", self.load.0, self.load.1));
         print!("{}", table.render());
         print!("{}", phases(&log, self.started_at, self.wall, &self.samples));
+        print!("{}", silences(&log, self.started_at, self.wall));
 
         println!("\nthe child's log, the lines sent once per call and per e-mail counted, not shown:");
         let repeated = ["Calling Bitrix24.", "Report sent.", "Report sent before; skipped."];
@@ -321,6 +322,40 @@ fn watch(time: &mut std::process::Child) -> (std::process::ExitStatus, Vec<Sampl
         }
         std::thread::sleep(SAMPLE_EVERY);
     }
+}
+
+/// What a person watching the child's stderr without a terminal sees at the default level
+/// (`info`: the debug lines per call left out): how long the log stays silent at most, with
+/// the progress lines (issue 13, goal 5) and without them, as the log was before them.
+fn silences(log: &str, started_at: DateTime<Utc>, wall: Duration) -> String {
+    let stamp = |line: &str| {
+        line.split_whitespace().next().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+    };
+    let end = started_at + chrono::Duration::from_std(wall).unwrap_or_default();
+    let info: Vec<&str> = log.lines().filter(|l| stamp(l).is_some() && !l.contains(" DEBUG ")).collect();
+    let longest = |lines: &[&str]| {
+        let mut stamps: Vec<DateTime<Utc>> = lines.iter().filter_map(|l| stamp(l)).collect();
+        stamps.insert(0, started_at);
+        stamps.push(end);
+        stamps.windows(2).map(|w| (w[1] - w[0]).to_std().unwrap_or_default()).max().unwrap_or_default()
+    };
+    let progress = |l: &&str| l.contains("salespulse::progress");
+    let without: Vec<&str> = info.iter().copied().filter(|l| !progress(l)).collect();
+    let mut table = Table::new(
+        "What a person sees on stderr without a terminal (log at info)",
+        &["log", "lines", "longest silence"],
+    );
+    table.row(vec![
+        "with the progress lines (one per stage, one every 30 s of fetch)".to_owned(),
+        info.len().to_string(),
+        secs(longest(&info)),
+    ]);
+    table.row(vec![
+        "without them (the log before issue 13 goal 5)".to_owned(),
+        without.len().to_string(),
+        secs(longest(&without)),
+    ]);
+    table.render()
 }
 
 /// The child's run split at its log lines: each stage from the previous mark to the first

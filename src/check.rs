@@ -18,6 +18,7 @@ use crate::config::{Config, JobConfig, MailTransportKind};
 use crate::crm::bitrix24::missing_scopes;
 use crate::mail::{MailError, ReportMail};
 use crate::pipeline::ReportBuilder;
+use crate::progress::Progress;
 use crate::schedule;
 
 /// What `check` found, line by line.
@@ -40,7 +41,7 @@ impl Report {
 
 /// Runs every check at `now` (the slots and periods are taken from it); `true` when
 /// nothing is wrong.
-pub async fn check(config: &Config, offline: bool, now: DateTime<Utc>) -> bool {
+pub async fn check(config: &Config, offline: bool, now: DateTime<Utc>, progress: &Progress) -> bool {
     let mut r = Report::default();
     r.ok(&format!("config {} ({} jobs)", config.source_name, config.jobs.len()));
     if config.jobs.is_empty() {
@@ -48,10 +49,10 @@ pub async fn check(config: &Config, offline: bool, now: DateTime<Utc>) -> bool {
     }
     for job in &config.jobs {
         schedule_of(&mut r, config, job, now);
-        templates_of(&mut r, config, job, now).await;
+        templates_of(&mut r, config, job, now, progress).await;
     }
     if !offline {
-        crm(&mut r, config, now).await;
+        crm(&mut r, config, now, progress).await;
         mail(&mut r, config).await;
     }
     if r.problems == 0 {
@@ -91,7 +92,7 @@ fn schedule_of(r: &mut Report, config: &Config, job: &JobConfig, now: DateTime<U
 
 /// The job's Typst template against an empty period (every "no data" branch) and against
 /// the demo portal's data (every other branch), and its e-mail composed from the latter.
-async fn templates_of(r: &mut Report, config: &Config, job: &JobConfig, now: DateTime<Utc>) {
+async fn templates_of(r: &mut Report, config: &Config, job: &JobConfig, now: DateTime<Utc>, progress: &Progress) {
     let what = format!("templates of job {}", job.name);
     let fix_template = match &job.template {
         Some(path) => format!(
@@ -104,7 +105,7 @@ async fn templates_of(r: &mut Report, config: &Config, job: &JobConfig, now: Dat
     };
     let slot = latest_slot(config, job, now);
     let period = schedule::period_for_slot(job.period, slot);
-    let pipeline = ReportBuilder::new(Arc::new(demo_config(config)));
+    let pipeline = ReportBuilder::new(Arc::new(demo_config(config))).with_progress(progress.clone());
     if let Err(e) = pipeline.check_empty(job, &period, slot) {
         r.fail(&what, &format!("{:#} (on an empty period)", anyhow::Error::from(e)), &fix_template);
         return;
@@ -162,8 +163,8 @@ fn demo_config(config: &Config) -> Config {
 }
 
 /// The webhook's scopes, then a small read of CRM records.
-async fn crm(r: &mut Report, config: &Config, now: DateTime<Utc>) {
-    let pipeline = ReportBuilder::new(Arc::new(config.clone()));
+async fn crm(r: &mut Report, config: &Config, now: DateTime<Utc>, progress: &Progress) {
+    let pipeline = ReportBuilder::new(Arc::new(config.clone())).with_progress(progress.clone());
     let fix_webhook = "in Bitrix24 open Developer resources > Other > Incoming webhook, edit salespulse's webhook \
                        and tick the missing scope, then save (the URL stays the same); see docs/operations.md";
     match pipeline.webhook_scopes().await {

@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError, JobConfig};
 use crate::domain::{Id, Period};
 use crate::pipeline::deliver::{DeliverOptions, DeliveryIssue, DeliverySummary};
 use crate::pipeline::{PipelineRunner, RenderRequest, ReportBuilder, write_reports};
+use crate::progress::Progress;
 use crate::schedule::{self, Clock, SystemClock};
 use crate::store::Store;
 use crate::text::one_line;
@@ -104,9 +105,11 @@ pub fn main() -> ExitCode {
     // defence, for whatever a library might create on its own.
     crate::private_fs::restrict_umask();
     let cli = Cli::parse();
-    init_logging();
+    // A bar on a terminal; log lines for the daemon, under systemd or into a pipe or file.
+    let progress = Progress::for_command(matches!(cli.command, Command::Run));
+    init_logging(&progress);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    match runtime.block_on(dispatch(cli)) {
+    match runtime.block_on(dispatch(cli, progress)) {
         Ok(code) => code,
         Err(Failure { code, error }) => {
             eprintln!("salespulse: {error:#}");
@@ -116,8 +119,9 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs to the journal with fields when systemd connected stderr to it, else as text on
-/// stderr. `SALESPULSE_LOG` filters (`info` by default).
-fn init_logging() {
+/// stderr, above the progress bar if one is shown. `SALESPULSE_LOG` filters (`info` by
+/// default).
+fn init_logging(progress: &Progress) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = || {
@@ -135,7 +139,10 @@ fn init_logging() {
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter())
-        .with_writer(std::io::stderr)
+        .with_writer({
+            let progress = progress.clone();
+            move || progress.stderr()
+        })
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
@@ -151,16 +158,16 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, Failure> {
     config.map_err(|e| Failure { code: 2, error: e.into() })
 }
 
-async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
     let config = Arc::new(load_config(cli.config)?);
     let clock = SystemClock;
     match cli.command {
-        Command::Check { offline } => check(&config, offline, &clock).await,
+        Command::Check { offline } => check(&config, offline, &clock, &progress).await,
         Command::Report { job, period, out, only, template } => {
             let job = find_job(&config, &job)?;
             require_secrets(&config, true, false)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
-            let pipeline = ReportBuilder::new(Arc::clone(&config));
+            let pipeline = ReportBuilder::new(Arc::clone(&config)).with_progress(progress);
             let request = RenderRequest { only, template };
             let reports = pipeline.render_job(job, &period, slot, &request).await.map_err(anyhow::Error::from)?;
             write_report_files(&out, job, &period, &reports)?;
@@ -171,7 +178,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             require_secrets(&config, true, true)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
             refuse_unfinished(&config, job, &period, clock.now())?;
-            let runner = PipelineRunner::new(Arc::clone(&config))?;
+            let runner = PipelineRunner::new(Arc::clone(&config))?.with_progress(progress);
             let request = RenderRequest { only, template: None };
             let reports = runner.render(job, &period, slot, &request).await?;
             if let Some(out) = out {
@@ -183,7 +190,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Run => {
             require_secrets(&config, true, true)?;
-            let runner = PipelineRunner::new(Arc::clone(&config))?;
+            let runner = PipelineRunner::new(Arc::clone(&config))?.with_progress(progress);
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             let reason = crate::daemon::run(Arc::clone(&config), clock, crate::daemon::stop_signal(), runner)
                 .await
@@ -269,7 +276,7 @@ fn refuse_unfinished(
     )))
 }
 
-async fn check(config: &Config, offline: bool, clock: &dyn Clock) -> Result<ExitCode, Failure> {
+async fn check(config: &Config, offline: bool, clock: &dyn Clock, progress: &Progress) -> Result<ExitCode, Failure> {
     if !offline {
         require_secrets(config, true, true)?;
     }
@@ -277,7 +284,11 @@ async fn check(config: &Config, offline: bool, clock: &dyn Clock) -> Result<Exit
         let read = if offline { "not read offline" } else { "read" };
         println!("secret {key}: {} ({read})", secret.describe());
     }
-    Ok(if crate::check::check(config, offline, clock.now()).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if crate::check::check(config, offline, clock.now(), progress).await {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {

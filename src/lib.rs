@@ -22,6 +22,7 @@ pub mod mail;
 pub mod memory;
 pub mod pipeline;
 pub mod private_fs;
+pub mod progress;
 pub mod render;
 pub mod schedule;
 pub mod store;

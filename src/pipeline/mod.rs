@@ -20,7 +20,8 @@ use crate::crm::emulator::{Emulator, EmulatorOptions};
 use crate::crm::{CrmError, CrmSource, FetchRequest};
 use crate::domain::{CrmSnapshot, Id, Period, Timestamp};
 use crate::kpi::{Analysis, ReportData};
-use crate::mail::AnyMailer;
+use crate::mail::{AnyMailer, Mailer, Outgoing};
+use crate::progress::{Progress, Stage};
 use crate::render::{RenderError, Renderer, Template};
 use crate::store::Store;
 use deliver::{DeliverOptions, DeliverySummary};
@@ -107,11 +108,22 @@ pub struct RenderRequest {
 pub struct ReportBuilder {
     config: Arc<Config>,
     renderer: Arc<Renderer>,
+    progress: Progress,
 }
 
 impl ReportBuilder {
     pub fn new(config: Arc<Config>) -> ReportBuilder {
-        ReportBuilder { config, renderer: Arc::new(Renderer::new()) }
+        ReportBuilder { config, renderer: Arc::new(Renderer::new()), progress: Progress::off() }
+    }
+
+    /// Shows each run's stages and counts through `progress` (off by default).
+    pub fn with_progress(self, progress: Progress) -> ReportBuilder {
+        ReportBuilder { progress, ..self }
+    }
+
+    /// Where the runs' progress is shown.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     pub fn config(&self) -> &Config {
@@ -129,13 +141,17 @@ impl ReportBuilder {
         request: &RenderRequest,
     ) -> Result<Vec<RenderedReport>, PipelineError> {
         let template = template_for(job, request.template.as_deref())?;
+        let _shown = self.progress.begin(&format!("{} {}", job.name, period.label()));
+        self.progress.stage(Stage::Fetch, None);
         let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
+        self.progress.stage(Stage::Kpi, None);
         let reports = self.pending(job, period, slot, &request.only, &snapshot)?;
         // The reports hold what rendering reads; the records go before it, and the memory
         // they held goes back (the render threads allocate in arenas of their own).
         drop(snapshot);
         crate::memory::return_freed();
         info!(job = %job.name, period = %period, reports = reports.len(), "Report data computed.");
+        self.progress.stage(Stage::Render, Some(reports.len() as u64));
         self.render_all(job, template, reports).await
     }
 
@@ -148,9 +164,13 @@ impl ReportBuilder {
         slot: DateTime<Tz>,
     ) -> Result<Option<RenderedReport>, PipelineError> {
         let template = template_for(job, None)?;
+        let _shown = self.progress.begin(&format!("{} {}", job.name, period.label()));
+        self.progress.stage(Stage::Fetch, None);
         let snapshot = self.fetch(&fetch_request(&self.config, job, period), slot).await?;
+        self.progress.stage(Stage::Kpi, None);
         let mut reports = self.pending(job, period, slot, &[], &snapshot)?;
         reports.truncate(1);
+        self.progress.stage(Stage::Render, Some(reports.len() as u64));
         Ok(self.render_all(job, template, reports).await?.pop())
     }
 
@@ -231,6 +251,7 @@ impl ReportBuilder {
             let renderer = Arc::clone(&self.renderer);
             let template = Arc::clone(&template);
             let job = job.clone();
+            let progress = self.progress.clone();
             tasks.push(tokio::task::spawn_blocking(move || {
                 let mut done = Vec::new();
                 loop {
@@ -249,6 +270,7 @@ impl ReportBuilder {
                         })
                     });
                     done.push((index, rendered?));
+                    progress.item_done();
                 }
                 Ok::<_, PipelineError>(done)
             }));
@@ -285,6 +307,8 @@ impl ReportBuilder {
             scope: self.config.crm.scope(),
             satisfaction_field: self.config.crm.satisfaction_field.clone(),
         };
+        let _shown = self.progress.begin("check: CRM read");
+        self.progress.stage(Stage::Fetch, None);
         self.fetch(&request, slot).await.map(drop)
     }
 
@@ -309,6 +333,7 @@ impl ReportBuilder {
             timeout: std::time::Duration::from_secs(crm.timeout_secs),
             max_retries: crm.max_retries,
             operating_limit: std::time::Duration::from_secs(crm.operating_limit_secs),
+            progress: self.progress.clone(),
             ..ClientSettings::default()
         }
     }
@@ -494,6 +519,11 @@ impl PipelineRunner {
         Ok(PipelineRunner { builder: ReportBuilder::new(config), store, mailer })
     }
 
+    /// Shows each run's stages and counts through `progress` (off by default).
+    pub fn with_progress(self, progress: Progress) -> PipelineRunner {
+        PipelineRunner { builder: self.builder.with_progress(progress), ..self }
+    }
+
     /// Renders every report of `job` for `period`, then delivers each exactly once.
     pub async fn render_and_deliver(
         &self,
@@ -527,12 +557,30 @@ impl PipelineRunner {
         options: DeliverOptions,
     ) -> anyhow::Result<DeliverySummary> {
         let config = self.builder.config();
-        Ok(deliver::deliver(&self.store, &self.mailer, config, job, period, reports, &options).await?)
+        let progress = self.builder.progress();
+        let _shown = progress.resume();
+        progress.stage(Stage::Delivery, Some(reports.len() as u64));
+        let mailer = Counted { mailer: &self.mailer, progress };
+        Ok(deliver::deliver(&self.store, &mailer, config, job, period, reports, &options).await?)
     }
 
     /// The mailer the reports are sent with.
     pub fn mailer(&self) -> &AnyMailer {
         &self.mailer
+    }
+}
+
+/// The mailer, counting each message it is handed for the progress shown.
+struct Counted<'a> {
+    mailer: &'a AnyMailer,
+    progress: &'a Progress,
+}
+
+impl Mailer for Counted<'_> {
+    async fn send(&self, message: &Outgoing) -> Result<(), crate::mail::MailError> {
+        let sent = self.mailer.send(message).await;
+        self.progress.item_done();
+        sent
     }
 }
 

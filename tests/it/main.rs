@@ -11,7 +11,8 @@
 //! - The daemon: `daemon` (schedule, catch-up, retries, shutdown, signals),
 //!   `daemon_faults` (over the real pipeline, CRM faults).
 //! - Operations: `install` (install script, systemd unit), `check`, `secrets`, `private`,
-//!   `bounds`, `docs`, `bench_smoke`, `architecture` (ARCHITECTURE.md against the imports).
+//!   `bounds`, `docs`, `bench_smoke`, `architecture` (ARCHITECTURE.md against the imports),
+//!   `progress` (the bar on a terminal, the log lines without one).
 //!
 //! Shared helpers are in `support/` (its `mod.rs` lists them).
 
@@ -31,6 +32,7 @@ mod e2e;
 mod faults;
 mod install;
 mod private;
+mod progress;
 mod render;
 mod reports;
 mod secrets;

@@ -213,12 +213,37 @@ pub(super) fn take_rows<const N: usize>(jobs: Vec<ListJob>) -> [Vec<WireRow>; N]
     v.try_into().unwrap_or_else(|_| panic!("exactly {N} list jobs"))
 }
 
+/// The rows the jobs hold, for the progress shown.
+fn rows_held(jobs: &[ListJob]) -> u64 {
+    jobs.iter().map(|j| j.rows.len() as u64).sum()
+}
+
+/// The batches still to send for the jobs to be done, as their totals tell (an unprobed list
+/// counts one page): what the progress shown expects.
+fn requests_left(jobs: &[ListJob]) -> u64 {
+    let page = PAGE as u64;
+    let pages: u64 = jobs
+        .iter()
+        .filter(|j| !j.done)
+        .map(|j| match (j.probed, j.paging) {
+            (false, _) => 1,
+            (true, Paging::Single) => 0,
+            (true, Paging::Offset) => {
+                j.total.unwrap_or(0).saturating_sub(j.next_offset.unwrap_or(0)).div_ceil(page).max(1)
+            }
+            (true, Paging::Keyset) => j.total.unwrap_or(0).saturating_sub(j.rows.len() as u64).div_ceil(page).max(1),
+        })
+        .sum();
+    pages.div_ceil(BATCH_MAX as u64)
+}
+
 /// Walks every list to its end, packing up to [`BATCH_MAX`] pages per `batch`. Errors are
 /// not scrubbed here: that is `Bitrix24Client::scrubbed`'s job.
 pub(super) async fn walk(transport: &Transport, jobs: &mut [ListJob]) -> Result<(), CrmError> {
     let mut rounds = 0usize;
     // Rounds in a row in which the operating-time limit let nothing through.
     let mut stalled = transport.attempts();
+    let mut rows = rows_held(jobs);
     while jobs.iter().any(|j| !j.done) {
         rounds += 1;
         let mut commands = Vec::new();
@@ -249,6 +274,9 @@ pub(super) async fn walk(transport: &Transport, jobs: &mut [ListJob]) -> Result<
                 jobs[i].absorb(mine)?;
             }
         }
+        let held = rows_held(jobs);
+        transport.progress().fetched(held.saturating_sub(rows), requests_left(jobs));
+        rows = held;
         if let Some((method, detail)) = blocked.into_iter().next() {
             if progressed {
                 stalled.reset();

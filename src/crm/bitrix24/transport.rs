@@ -42,6 +42,8 @@ pub struct ClientSettings {
     pub operating_margin: f64,
     /// The longest one wait for an operating-time reset may be; a longer one fails the run.
     pub max_operating_wait: Duration,
+    /// Where requests and rows are counted for a person to see (off by default).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for ClientSettings {
@@ -55,6 +57,7 @@ impl Default for ClientSettings {
             operating_margin: 0.1,
             // A basket drops out at most one 10-minute window after it opened.
             max_operating_wait: Duration::from_secs(610),
+            progress: crate::progress::Progress::off(),
         }
     }
 }
@@ -197,6 +200,11 @@ impl Transport {
         &self.operating
     }
 
+    /// Where requests and rows are counted for a person to see.
+    pub(super) fn progress(&self) -> &crate::progress::Progress {
+        &self.settings.progress
+    }
+
     /// A fresh count of attempts, allowing `max_retries` retries.
     pub(super) fn attempts(&self) -> Attempts {
         Attempts::new(self.settings.max_retries)
@@ -218,7 +226,9 @@ impl Transport {
             self.bucket.acquire().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(portal = %self.redacted, method = label, attempt = attempts.failed(), "Calling Bitrix24.");
-            match self.once(method, label, params).await {
+            let outcome = self.once(method, label, params).await;
+            self.settings.progress.request_done();
+            match outcome {
                 Ok(answer) => {
                     // The outer `batch` is not accounted; its commands are, in `batch`.
                     if method != "batch"
