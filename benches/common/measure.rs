@@ -33,10 +33,50 @@ pub fn rss_split_kib() -> (u64, u64) {
     (status_kib("RssAnon"), status_kib("RssFile"))
 }
 
+/// What glibc's malloc holds for live allocations (chunks in use in all arenas, and blocks of
+/// their own mapping), in KiB: the part of the anonymous memory the program still uses, as
+/// against the allocator's free but resident pages. `None` with another C library.
+pub fn malloc_in_use_kib() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        #[repr(C)]
+        struct Mallinfo2 {
+            arena: usize,
+            ordblks: usize,
+            smblks: usize,
+            hblks: usize,
+            hblkhd: usize,
+            usmblks: usize,
+            fsmblks: usize,
+            uordblks: usize,
+            fordblks: usize,
+            keepcost: usize,
+        }
+        unsafe extern "C" {
+            fn mallinfo2() -> Mallinfo2;
+        }
+        // SAFETY: mallinfo2 takes nothing and returns a plain struct (glibc ≥ 2.33).
+        let m = unsafe { mallinfo2() };
+        Some(((m.uordblks + m.hblkhd) / 1024) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 /// Resets `VmHWM` to the current RSS (Linux ≥ 4.0: `5` into `/proc/self/clear_refs`), so
 /// that a stage's peak is not the previous stage's. Returns whether the kernel took it.
 pub fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The machine's load average (1, 5, 15 minutes), as `/proc/loadavg` gives it: how busy the
+/// shared cores were around a figure.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// `1 234 MiB` style.

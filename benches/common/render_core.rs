@@ -26,6 +26,9 @@ pub struct RenderRun {
     pub docs: usize,
     pub threads: usize,
     pub wall: Duration,
+    /// CPU time of the whole process (user + system, every thread) while the batch ran: what
+    /// the documents cost, whatever else the machine was doing.
+    pub cpu: Duration,
     pub times: Vec<DocTimes>,
 }
 
@@ -39,6 +42,11 @@ impl RenderRun {
         let mut v: Vec<Duration> = self.times.iter().map(f).collect();
         v.sort();
         v.get(v.len() / 2).copied().unwrap_or_default()
+    }
+
+    /// Process CPU time per document.
+    pub fn cpu_per_doc(&self) -> Duration {
+        self.cpu / self.docs.max(1) as u32
     }
 
     pub fn mean_bytes(&self) -> usize {
@@ -80,6 +88,7 @@ pub fn run(
     let first = Mutex::new(None);
     let threads = threads.max(1);
     let t = Instant::now();
+    let cpu = process_cpu();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -96,7 +105,8 @@ pub fn run(
         }
     });
     let wall = t.elapsed();
-    let run = RenderRun { docs: datas.len(), threads, wall, times: times.into_inner().expect("times lock") };
+    let cpu = process_cpu().saturating_sub(cpu);
+    let run = RenderRun { docs: datas.len(), threads, wall, cpu, times: times.into_inner().expect("times lock") };
     (run, first.into_inner().expect("first lock"))
 }
 
@@ -121,4 +131,16 @@ pub fn export(dir: &Path, data: &ReportData, renderer: &Renderer) -> std::io::Re
     }
     let pdf = renderer.render(&template, &data, &charts).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("expected.pdf"), pdf)
+}
+
+/// User + system CPU time of this process so far (`getrusage`).
+pub fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
