@@ -271,6 +271,25 @@ async fn older_leads_of_deals_are_cached_and_a_deleted_one_goes_at_the_periodic_
     emulator.shutdown().await;
 }
 
+/// A cached fetch from `dir` that has to fetch everything (its reason containing `reason`)
+/// and saves, then one that is incremental again: both give `expected`.
+async fn rebuilt_then_incremental(
+    emulator: &Emulator,
+    dir: &Path,
+    req: &FetchRequest,
+    expected: &CrmSnapshot,
+    reason: &str,
+) {
+    let after = cached(emulator, dir);
+    assert_eq!(&after.fetch_at(req, as_of()).await.unwrap(), expected);
+    let run = after.last_run().unwrap();
+    assert!(run.full_reason.as_deref().is_some_and(|r| r.contains(reason)), "{run:?}");
+    assert!(run.saved);
+    let next = cached(emulator, dir);
+    assert_eq!(&next.fetch_at(req, as_of()).await.unwrap(), expected);
+    assert_eq!(next.last_run().unwrap().full_reason, None, "the rebuilt file serves the next run");
+}
+
 #[tokio::test]
 async fn a_broken_cache_file_costs_a_full_fetch_and_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,15 +301,7 @@ async fn a_broken_cache_file_costs_a_full_fetch_and_is_rebuilt() {
     std::fs::write(dir.path().join(CACHE_FILE), b"not a database at all, ".repeat(500)).unwrap();
     let _ = std::fs::remove_file(dir.path().join(format!("{CACHE_FILE}-wal")));
     let _ = std::fs::remove_file(dir.path().join(format!("{CACHE_FILE}-shm")));
-    let after = cached(&emulator, dir.path());
-    assert_eq!(after.fetch_at(&req, as_of()).await.unwrap(), expected);
-    let run = after.last_run().unwrap();
-    assert!(run.full_reason.as_deref().is_some_and(|r| r.contains("unreadable")), "{run:?}");
-    assert!(run.saved);
-
-    let next = cached(&emulator, dir.path());
-    assert_eq!(next.fetch_at(&req, as_of()).await.unwrap(), expected);
-    assert_eq!(next.last_run().unwrap().full_reason, None, "the rebuilt file serves the next run");
+    rebuilt_then_incremental(&emulator, dir.path(), &req, &expected, "unreadable").await;
 
     // A request that reaches further back than the cache covers fetches it all.
     let (expected, _) = uncached(&emulator, &request(90)).await;
@@ -321,14 +332,7 @@ async fn a_broken_packed_row_or_a_cache_of_an_older_build_costs_one_full_fetch()
     )
     .unwrap();
     drop(db);
-    let after = cached(&emulator, dir.path());
-    assert_eq!(after.fetch_at(&req, as_of()).await.unwrap(), expected);
-    let run = after.last_run().unwrap();
-    assert!(run.full_reason.as_deref().is_some_and(|r| r.contains("broken row")), "{run:?}");
-    assert!(run.saved);
-    let next = cached(&emulator, dir.path());
-    assert_eq!(next.fetch_at(&req, as_of()).await.unwrap(), expected);
-    assert_eq!(next.last_run().unwrap().full_reason, None, "the rebuilt file serves the next run");
+    rebuilt_then_incremental(&emulator, dir.path(), &req, &expected, "broken row").await;
 
     // A file an older build wrote (schema 1: rows as JSON text) is migrated by dropping its
     // rows: one full fetch, then incremental again.
@@ -352,11 +356,6 @@ async fn a_broken_packed_row_or_a_cache_of_an_older_build_costs_one_full_fetch()
     .unwrap();
     db.execute("INSERT INTO records VALUES (?1, 'deal', 1, '{\"ID\": \"1\", \"TITLE\": \"stale\"}')", [&key]).unwrap();
     drop(db);
-    let migrated = cached(&emulator, old.path());
-    assert_eq!(migrated.fetch_at(&req, as_of()).await.unwrap(), expected);
-    assert_eq!(migrated.last_run().unwrap().full_reason.as_deref(), Some("nothing cached yet"));
-    let next = cached(&emulator, old.path());
-    assert_eq!(next.fetch_at(&req, as_of()).await.unwrap(), expected);
-    assert_eq!(next.last_run().unwrap().full_reason, None);
+    rebuilt_then_incremental(&emulator, old.path(), &req, &expected, "nothing cached yet").await;
     emulator.shutdown().await;
 }

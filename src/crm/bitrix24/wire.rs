@@ -306,11 +306,19 @@ impl<'a> Row<'a> {
             Some(v) => return Ok(field_id(Some(v))?.into_iter().collect()),
         };
         let mut out = Vec::new();
-        for v in items {
-            let item = PackedRow::from_map(&[("v".to_owned(), v)].into_iter().collect());
-            if let Some(id) = field_id(item.get("v").filter(|f| *f != Field::Null))? {
-                out.push(id);
-            }
+        for v in &items {
+            let number;
+            let item = match v {
+                Value::Null => continue,
+                Value::Bool(b) => Field::Bool(*b),
+                Value::Number(n) => {
+                    number = n.to_string();
+                    Field::Number(&number)
+                }
+                Value::String(s) => Field::String(s),
+                nested => return Err(nested.to_string()),
+            };
+            out.extend(field_id(Some(item))?);
         }
         Ok(out)
     }

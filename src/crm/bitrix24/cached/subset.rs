@@ -221,6 +221,18 @@ mod tests {
     }
 
     #[test]
+    fn every_field_the_cache_holds_is_packed_as_one_byte() {
+        // `packed::KEYS` is the cache's format (append only), written out there; these are
+        // the selects it serves, so a field added to one of them without a KEYS entry is
+        // caught here (it would still work, only spelled out in every row).
+        let selected = wire::DEAL_FIELDS.iter().chain(&LEAD_SELECT).chain(&ACTIVITY_SELECT).chain(&HISTORY_FIELDS);
+        let product = ["ID", "PRODUCT_ID", "PRODUCT_NAME", "PRICE", "QUANTITY"];
+        for field in selected.chain(&product) {
+            assert!(super::super::super::packed::has_short_key(field), "{field} is not in packed::KEYS");
+        }
+    }
+
+    #[test]
     fn a_range_job_bounds_the_subsets_own_filter() {
         let cs = at("2026-01-01T00:00:00+03:00");
         let range = Range { lower: Some(cs + BUCKET), upper: Some(cs + BUCKET * 2) };
