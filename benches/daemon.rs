@@ -22,7 +22,12 @@
 //! `--all` prints every run. (The daemon hands freed memory back after each job,
 //! `daemon::return_freed_memory`; what it holds then is what it uses.)
 //!
-//! `cargo bench --bench daemon -- [RUNS] [--all]`. Nothing here passes or fails.
+//! Malloc is set up as `salespulse run` sets it (`memory::tune_for_long_run`: two arenas,
+//! fixed trim and mmap thresholds) unless `--glibc-defaults` is given.
+//!
+//! `--smaps` lists the anonymous mappings at rest (malloc heaps, stacks).
+//!
+//! `cargo bench --bench daemon -- [RUNS] [--all] [--glibc-defaults] [--smaps]`. Nothing here passes or fails.
 
 mod common;
 
@@ -50,12 +55,21 @@ const WARM_UP: usize = 10;
 fn main() -> anyhow::Result<()> {
     let runs = measure::size_arg(100).max(1);
     let all = measure::flag("--all");
+    // As `salespulse run` does before its runtime starts, unless asked for glibc's defaults.
+    let glibc_defaults = measure::flag("--glibc-defaults");
+    if !glibc_defaults {
+        salespulse::memory::tune_for_long_run();
+    }
     // Logs go where `salespulse run` sends them, formatted the same way, but into a sink.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(std::io::sink)
         .try_init();
     println!("salespulse daemon benchmark: {runs} scheduled runs in one process\nmachine: {}", measure::machine());
+    println!(
+        "malloc: {}",
+        if glibc_defaults { "glibc's defaults" } else { "as `salespulse run` sets it (memory::tune_for_long_run)" }
+    );
     let dir = tempfile::tempdir()?;
     // As `salespulse run` builds it: one worker per core.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -324,6 +338,9 @@ async fn run(dir: &Path, runs: usize, mut each: impl FnMut(&Sample)) -> anyhow::
         // (where rendering and SQLite ran) go after 10 s, and what remains is the daemon at rest.
         tokio::time::sleep(REST).await;
         let rested = (measure::rss_kib(), measure::rss_split_kib(), threads(), measure::malloc_in_use_kib());
+        if measure::flag("--smaps") {
+            print_anonymous_mappings();
+        }
         let _ = stop.send(());
         let at_rest = (at_rest_kib, at_rest_anon_kib, at_rest_heap_kib);
         (at_rest, fds_at_rest, threads_at_rest, samples, rested)
@@ -410,4 +427,34 @@ fn slope(ys: &[f64]) -> f64 {
         (num + dx * (y - mean_y), den + dx * dx)
     });
     num / den
+}
+
+/// `--smaps`: the anonymous mappings holding at least 256 KiB at rest, to tell malloc's heaps
+/// (64 MiB reservations of the per-thread arenas, `[heap]` of the main one) from thread
+/// stacks (8 MiB, most of them untouched) and blocks malloc mapped on their own.
+fn print_anonymous_mappings() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    println!("\nanonymous mappings at rest holding >= 256 KiB (size, resident, name):");
+    let mut header: Option<(u64, String)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let (from, to) = first.split_once('-').unwrap_or(("0", "0"));
+            let size =
+                u64::from_str_radix(to, 16).unwrap_or(0).saturating_sub(u64::from_str_radix(from, 16).unwrap_or(0));
+            let rest: Vec<&str> = words.collect();
+            // address perms offset dev inode [name]
+            let name = rest.get(4).copied().unwrap_or("").to_owned();
+            let inode = rest.get(3).copied().unwrap_or("0");
+            header = (inode == "0").then_some((size / 1024, name));
+        } else if first == "Anonymous:" {
+            let kib: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            if let Some((size, name)) = &header
+                && kib >= 256
+            {
+                println!("  {size:>8} KiB  {kib:>8} KiB  {name}");
+            }
+        }
+    }
 }

@@ -105,6 +105,10 @@ pub fn main() -> ExitCode {
     // defence, for whatever a library might create on its own.
     crate::private_fs::restrict_umask();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run) {
+        // Before the runtime's threads exist: the daemon's malloc keeps two arenas.
+        crate::memory::tune_for_long_run();
+    }
     // A bar on a terminal; log lines for the daemon, under systemd or into a pipe or file.
     let progress = Progress::for_command(matches!(cli.command, Command::Run));
     init_logging(&progress);
