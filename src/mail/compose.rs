@@ -43,7 +43,7 @@ pub const HEADLINE_KPIS: [Kpi; 7] = [
     Kpi::EmailsSent,
 ];
 
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("subject.txt", include_str!("../../report-templates/mail/subject.txt.j2")),
     ("_headline.html", include_str!("../../report-templates/mail/_headline.html.j2")),
     ("_headline.txt", include_str!("../../report-templates/mail/_headline.txt.j2")),
@@ -57,6 +57,7 @@ const TEMPLATES: [(&str, &str); 13] = [
     ("department.txt", include_str!("../../report-templates/mail/department.txt.j2")),
     ("digest.txt", include_str!("../../report-templates/mail/digest.txt.j2")),
     ("job_failed.txt", include_str!("../../report-templates/mail/job_failed.txt.j2")),
+    ("chat.txt", include_str!("../../report-templates/mail/chat.txt.j2")),
 ];
 
 /// One recipient who did not get their report, for the admin's digest.
@@ -64,6 +65,8 @@ const TEMPLATES: [(&str, &str); 13] = [
 pub struct DigestLine {
     /// Manager id or `department`.
     pub recipient_key: String,
+    /// The channel that failed: `email`, `bitrix24` or `telegram`.
+    pub channel: String,
     pub recipient_name: String,
     pub to: Vec<String>,
     /// Why, in words (the last error).
@@ -448,6 +451,31 @@ pub fn compose(mail: &MailConfig, report: &ReportMail<'_>) -> Result<Outgoing, M
     Ok(outgoing(message_id, &from, &to, message.formatted(), attachment_omitted))
 }
 
+/// A report as a short chat message (the Bitrix24 messenger, Telegram): the greeting, the
+/// headline KPIs with the same numbers and words as the e-mail body, and the name of the
+/// attached PDF when there is one. Plain text, no markup: the channel keeps CRM strings
+/// (a manager called `[b]x[/b]`) from becoming markup (`chat`).
+pub fn compose_chat_text(data: &ReportData, file_name: Option<&str>) -> Result<String, MailError> {
+    let lang = language_of(data);
+    let ctx = context! {
+        t => phrases(lang),
+        headline => Serde(headline(data)),
+        file_name => file_name.map(|f| crate::text::file_name(f, "report.pdf")),
+        ..Value::from(Serde(data))
+    };
+    let text = render("chat.txt", &ctx)?;
+    // CRM strings are one line each already (`wire`); blank runs left by the template go.
+    let mut out = String::new();
+    for line in text.trim().lines() {
+        if line.trim().is_empty() && out.ends_with("\n\n") {
+            continue;
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    Ok(out.trim_end().to_owned())
+}
+
 /// `Auto-Submitted: auto-generated` (RFC 3834 section 5): the message is a robot's, so
 /// vacation responders and other auto-responders do not answer it.
 #[derive(Clone, Copy, Debug)]
@@ -543,6 +571,17 @@ pub fn resend_command(config_source: &str, job: &str, period_label: &str, keys: 
     cmd
 }
 
+/// `command` limited to one channel (`send … --channel bitrix24`); e-mail commands read as
+/// they did before channels (a job's e-mail rows are what a plain resend sends when the
+/// job has no other channel).
+fn with_channel(mut command: String, channel: &str) -> String {
+    if !channel.is_empty() {
+        command.push_str(" --channel ");
+        command.push_str(&shell_word(channel));
+    }
+    command
+}
+
 /// The admin's failure digest, in Russian (the product's default language); see
 /// [`compose_digest_in`].
 pub fn compose_digest(
@@ -559,6 +598,8 @@ pub fn compose_digest(
 /// in a name, an address or an error can add a line (a fake resend command, say).
 struct DigestRow {
     recipient_key: String,
+    /// Empty for e-mail (the digest's lines read as before channels), else the channel.
+    channel: String,
     recipient_name: String,
     to: Vec<String>,
     reason: String,
@@ -580,16 +621,20 @@ pub fn compose_digest_in(
         .iter()
         .map(|f| DigestRow {
             recipient_key: one_line(&f.recipient_key),
+            channel: if f.channel == "email" { String::new() } else { one_line(&f.channel) },
             recipient_name: one_line(&f.recipient_name),
             to: f.to.iter().map(|t| one_line(t)).collect(),
             reason: one_line(&f.reason),
-            command: resend_command(config_source, job, period_label, &[&f.recipient_key]),
+            command: with_channel(resend_command(config_source, job, period_label, &[&f.recipient_key]), &f.channel),
         })
         .collect();
     let keys: Vec<&str> = failures.iter().map(|f| f.recipient_key.as_str()).collect();
     let numeric = keys.iter().filter(|k| k.bytes().all(|b| b.is_ascii_digit())).count();
-    let all_command =
-        (failures.len() > 1 && numeric > 1).then(|| resend_command(config_source, job, period_label, &keys));
+    // One command for everyone only when they failed in one channel: a resend of the
+    // others would send again what went.
+    let one_channel = failures.iter().all(|f| f.channel == failures[0].channel);
+    let all_command = (failures.len() > 1 && numeric > 1 && one_channel)
+        .then(|| with_channel(resend_command(config_source, job, period_label, &keys), &failures[0].channel));
     let ctx = context! {
         t => phrases(lang),
         job => job,

@@ -53,24 +53,30 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::config::{Config, DaemonConfig, JobConfig};
+use crate::chat::{Attachment, ChatError, ChatMessage, Chats};
+use crate::config::{Channel, Config, DaemonConfig, JobConfig, ReportKind};
 use crate::domain::Period;
 use crate::kpi::ReportData;
-use crate::mail::{DigestLine, MailError, Mailer, ReportMail};
+use crate::mail::{DigestLine, MailError, Mailer, Outgoing, ReportMail};
 use crate::pipeline::RenderedReport;
 use crate::store::{Delivery, DeliveryKey, DeliveryState, NewDelivery, Recorded, Store, StoreError};
 
 /// How to deliver.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DeliverOptions {
     /// Send again to recipients whose row is already `sent` (`send --resend`).
     pub resend: bool,
+    /// Only these channels of the job (`send --channel`); every channel of the job when
+    /// empty.
+    pub channels: Vec<Channel>,
 }
 
 /// One row that did not end `sent` as it should, or was sent after an interruption.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryIssue {
     pub recipient_key: String,
+    /// `email`, `bitrix24` or `telegram`.
+    pub channel: String,
     pub recipient_name: String,
     pub to: Vec<String>,
     pub reason: String,
@@ -169,48 +175,51 @@ pub async fn deliver<M: Mailer + Sync>(
     let mut ready = Vec::new();
     let mut interrupted = Vec::new();
     for report in reports {
-        let key =
-            DeliveryKey { job: job.name.clone(), period: label.clone(), recipient_key: report.recipient_key.clone() };
-        let new = NewDelivery {
-            key: key.clone(),
-            recipient_name: &report.recipient_name,
-            to: &report.to,
-            file_name: &report.file_name,
-            pdf: &report.pdf,
-            json: &report.json,
-        };
-        match store.record(&new, options.resend).map_err(store_err)? {
-            Recorded::Ready => ready.push((key, report)),
-            Recorded::Interrupted => interrupted.push(key),
-            Recorded::AlreadySent => {
-                info!(job = %job.name, period = %label, recipient = %report.recipient_key, "Report sent before; skipped.");
-                summary.skipped += 1;
-            }
-            Recorded::InFlight => {
-                info!(job = %job.name, period = %label, recipient = %report.recipient_key, "Report being sent by another process; skipped.");
-                summary.skipped += 1;
+        for (key, to) in rows_of(config, job, &label, report, &options.channels) {
+            let new = NewDelivery {
+                key: key.clone(),
+                recipient_name: &report.recipient_name,
+                to: &to,
+                file_name: &report.file_name,
+                pdf: &report.pdf,
+                json: &report.json,
+            };
+            match store.record(&new, options.resend).map_err(store_err)? {
+                Recorded::Ready => ready.push((key, report)),
+                Recorded::Interrupted => interrupted.push(key),
+                Recorded::AlreadySent => {
+                    info!(job = %job.name, period = %label, recipient = %report.recipient_key, channel = %key.channel, "Report sent before; skipped.");
+                    summary.skipped += 1;
+                }
+                Recorded::InFlight => {
+                    info!(job = %job.name, period = %label, recipient = %report.recipient_key, channel = %key.channel, "Report being sent by another process; skipped.");
+                    summary.skipped += 1;
+                }
             }
         }
     }
     let backoff = Backoff::from_config(&config.daemon);
+    let send = Senders::new(mailer, config);
     for (key, report) in ready {
-        if let Some(refused) = summary.login_refused.clone() {
+        if let Some(refused) = summary.login_refused.clone()
+            && key.channel == Channel::Email.as_str()
+        {
             summary.absorb(hold(store, &key, DeliveryState::Rendered, &refused).map_err(store_err)?);
             continue;
         }
         let row = Row { key, data: &report.data, pdf: &report.pdf };
-        let one = send_row(store, mailer, config, job, &row, &[DeliveryState::Rendered], &backoff).await;
+        let one = send_row(store, &send, config, job, &row, &[DeliveryState::Rendered], &backoff).await;
         summary.absorb(one.map_err(store_err)?);
     }
     for key in interrupted {
-        if summary.login_refused.is_some() {
+        if summary.login_refused.is_some() && key.channel == Channel::Email.as_str() {
             // Left `unknown` for the next run, which knows what it means.
             continue;
         }
         // Sent as it was being sent when the crash came: the stored files, the same
         // Message-ID.
         if let Some(row) = store.delivery(&key).map_err(store_err)? {
-            summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
+            summary.absorb(send_stored(store, &send, config, job, &row, &backoff).await.map_err(store_err)?);
         }
     }
     send_digest(store, mailer, config, job, &label, &mut summary).await;
@@ -232,6 +241,7 @@ pub async fn resume<M: Mailer + Sync>(
     let store_err = |source| DeliverError::Store { job: job.name.clone(), period: label.clone(), source };
     store.recover_interrupted().map_err(store_err)?;
     let backoff = Backoff::from_config(&config.daemon);
+    let send = Senders::new(mailer, config);
     let mut summary = DeliverySummary::default();
     for row in store.deliveries(&job.name, &label).map_err(store_err)? {
         let resumable = match row.state {
@@ -242,13 +252,15 @@ pub async fn resume<M: Mailer + Sync>(
         if !resumable {
             continue;
         }
-        if let Some(refused) = summary.login_refused.clone() {
+        if let Some(refused) = summary.login_refused.clone()
+            && row.key.channel == Channel::Email.as_str()
+        {
             if row.state != DeliveryState::Unknown {
                 summary.absorb(hold(store, &row.key, row.state, &refused).map_err(store_err)?);
             }
             continue;
         }
-        summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
+        summary.absorb(send_stored(store, &send, config, job, &row, &backoff).await.map_err(store_err)?);
     }
     send_digest(store, mailer, config, job, &label, &mut summary).await;
     Ok(summary)
@@ -277,6 +289,121 @@ pub fn unsent_periods(store: &Store) -> Result<Vec<(String, String)>, StoreError
     Ok(out)
 }
 
+/// The ledger rows of one report: one per channel of the job (those in `only`, when given)
+/// and destination, each with the addresses it goes to. E-mail: one row, every address of
+/// the report. Bitrix24: the manager's own dialog (a scorecard) and each of
+/// `bitrix24_recipients`. Telegram: the chat of the manager (by user id or e-mail) and of
+/// each of `recipients` that `[telegram.chats]` lists; a recipient without a chat gets no
+/// Telegram row (docs/configuration.md).
+fn rows_of(
+    config: &Config,
+    job: &JobConfig,
+    period: &str,
+    report: &RenderedReport,
+    only: &[Channel],
+) -> Vec<(DeliveryKey, Vec<String>)> {
+    let key = |channel: Channel, destination: &str| DeliveryKey {
+        job: job.name.clone(),
+        period: period.to_owned(),
+        recipient_key: report.recipient_key.clone(),
+        channel: channel.as_str().to_owned(),
+        destination: destination.to_owned(),
+    };
+    let manager = job.report == ReportKind::Manager && report.recipient_key != "department";
+    let mut rows = Vec::new();
+    for &channel in job.channels.iter().filter(|c| only.is_empty() || only.contains(c)) {
+        let mut destinations: Vec<String> = Vec::new();
+        match channel {
+            Channel::Email => {
+                rows.push((key(channel, ""), report.to.clone()));
+                continue;
+            }
+            Channel::Bitrix24 => {
+                if manager {
+                    destinations.push(report.recipient_key.clone());
+                }
+                destinations.extend(job.bitrix24_recipients.iter().cloned());
+            }
+            Channel::Telegram => {
+                let Some(telegram) = &config.telegram else { continue };
+                let extra = |a: &String| job.recipients.iter().any(|r| r.eq_ignore_ascii_case(a));
+                if manager {
+                    let own = std::iter::once(report.recipient_key.as_str())
+                        .chain(report.to.iter().filter(|a| !extra(a)).map(String::as_str));
+                    match telegram.chat_for(own) {
+                        Some(chat) => destinations.push(chat.to_owned()),
+                        None => info!(job = %job.name, recipient = %report.recipient_key,
+                            "No Telegram chat in [telegram.chats] for this manager; no Telegram message."),
+                    }
+                }
+                for r in &job.recipients {
+                    match telegram.chat_for([r.as_str()]) {
+                        Some(chat) => destinations.push(chat.to_owned()),
+                        None => info!(job = %job.name, recipient = %r,
+                            "No Telegram chat in [telegram.chats] for this recipient; no Telegram message."),
+                    }
+                }
+            }
+        }
+        let mut seen = Vec::new();
+        for d in destinations {
+            if !seen.contains(&d) {
+                rows.push((key(channel, &d), vec![d.clone()]));
+                seen.push(d);
+            }
+        }
+    }
+    rows
+}
+
+/// How rows leave: the mailer for e-mail rows, the chat channels (set up at the first chat
+/// row, reading their secrets then) for the others.
+struct Senders<'a, M> {
+    mailer: &'a M,
+    config: &'a Config,
+    chats: std::sync::OnceLock<Chats>,
+}
+
+impl<'a, M: Mailer + Sync> Senders<'a, M> {
+    fn new(mailer: &'a M, config: &'a Config) -> Senders<'a, M> {
+        Senders { mailer, config, chats: std::sync::OnceLock::new() }
+    }
+
+    async fn send(&self, prepared: &Prepared, destination: &str) -> Result<(), SendError> {
+        match prepared {
+            Prepared::Mail(outgoing) => self.mailer.send(outgoing).await.map_err(SendError::Mail),
+            Prepared::Chat(channel, message) => {
+                let chats = self.chats.get_or_init(|| Chats::from_config(self.config));
+                chats.send(*channel, destination, message).await.map_err(SendError::Chat)
+            }
+        }
+    }
+}
+
+/// A row ready to go: the composed e-mail, or a chat message.
+enum Prepared {
+    Mail(Outgoing),
+    Chat(Channel, ChatMessage),
+}
+
+/// Why a row did not go.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Mail(MailError),
+    #[error(transparent)]
+    Chat(ChatError),
+}
+
+impl SendError {
+    fn is_transient(&self) -> bool {
+        match self {
+            SendError::Mail(e) => e.is_transient(),
+            SendError::Chat(e) => e.is_transient(),
+        }
+    }
+}
+
 /// What a row needs to be composed.
 struct Row<'a> {
     key: DeliveryKey,
@@ -287,7 +414,7 @@ struct Row<'a> {
 /// Sends one row from its stored files (claiming it from the state it is in).
 async fn send_stored<M: Mailer + Sync>(
     store: &Store,
-    mailer: &M,
+    mailer: &Senders<'_, M>,
     config: &Config,
     job: &JobConfig,
     row: &Delivery,
@@ -333,6 +460,7 @@ fn hold(store: &Store, key: &DeliveryKey, from: DeliveryState, refused: &str) ->
 fn failure(row: &Delivery, reason: String, permanent: bool) -> DeliveryIssue {
     DeliveryIssue {
         recipient_key: row.key.recipient_key.clone(),
+        channel: row.key.channel.clone(),
         recipient_name: row.recipient_name.clone(),
         to: row.to.clone(),
         reason,
@@ -344,7 +472,7 @@ fn failure(row: &Delivery, reason: String, permanent: bool) -> DeliveryIssue {
 /// holds is skipped.
 async fn send_row<M: Mailer + Sync>(
     store: &Store,
-    mailer: &M,
+    mailer: &Senders<'_, M>,
     config: &Config,
     job: &JobConfig,
     row: &Row<'_>,
@@ -365,7 +493,8 @@ async fn send_row<M: Mailer + Sync>(
         summary.failed.push(failure(&claimed, reason, permanent));
         Ok(())
     };
-    if claimed.to.is_empty() {
+    let channel = Channel::from_name(&key.channel).unwrap_or(Channel::Email);
+    if channel == Channel::Email && claimed.to.is_empty() {
         let reason =
             "no usable e-mail address in Bitrix24 (EMAIL is empty or not one bare address such as name@example.ru)";
         fail(&mut summary, reason.to_owned(), true)?;
@@ -376,37 +505,54 @@ async fn send_row<M: Mailer + Sync>(
         fail(&mut summary, reason, false)?;
         return Ok(summary);
     }
-    let mail = ReportMail {
-        job,
-        data: row.data,
-        pdf: row.pdf,
-        file_name: &claimed.file_name,
-        to: &claimed.to,
-        recipient_key: &key.recipient_key,
-        generation: claimed.generation,
+    let prepared = match channel {
+        Channel::Email => {
+            let mail = ReportMail {
+                job,
+                data: row.data,
+                pdf: row.pdf,
+                file_name: &claimed.file_name,
+                to: &claimed.to,
+                recipient_key: &key.recipient_key,
+                generation: claimed.generation,
+            };
+            crate::mail::compose(&config.mail, &mail).map(Prepared::Mail)
+        }
+        chat => crate::mail::compose_chat_text(row.data, Some(&claimed.file_name)).map(|text| {
+            let attachment = Attachment { file_name: claimed.file_name.clone(), bytes: row.pdf.to_vec() };
+            Prepared::Chat(chat, ChatMessage { text, attachment: Some(attachment) })
+        }),
     };
-    let outgoing = match crate::mail::compose(&config.mail, &mail) {
-        Ok(o) => o,
+    let prepared = match prepared {
+        Ok(p) => p,
         Err(e) => {
             fail(&mut summary, e.to_string(), true)?;
             return Ok(summary);
         }
+    };
+    // What the ledger remembers the attempt by: the Message-ID, or the chat it goes to.
+    let (message_id, attachment_omitted) = match &prepared {
+        Prepared::Mail(o) => (o.message_id.clone(), o.attachment_omitted),
+        Prepared::Chat(c, _) => (format!("{c}:{}", key.destination), false),
     };
     // An interrupted attempt counts towards the cap; a row that failed transiently in an
     // earlier run starts a new series of attempts.
     let mut attempt = if interrupted { claimed.attempts } else { 0 };
     loop {
         attempt += 1;
-        store.start_attempt(key, &outgoing.message_id)?;
-        match mailer.send(&outgoing).await {
+        store.start_attempt(key, &message_id)?;
+        match mailer.send(&prepared, &key.destination).await {
             Ok(()) => {
                 // What the admin must hear of this send is written with `sent`, in one
                 // update, so a crash before the digest cannot lose it (see `send_digest`).
-                let again = interrupted.then(|| {
-                    "sent again after an interrupted attempt; a duplicate with the same Message-ID is possible"
-                        .to_owned()
+                let again = interrupted.then(|| match channel {
+                    Channel::Email => {
+                        "sent again after an interrupted attempt; a duplicate with the same Message-ID is possible"
+                            .to_owned()
+                    }
+                    chat => format!("{chat}: sent again after an interrupted attempt; a duplicate message is possible"),
                 });
-                let without_pdf = outgoing.attachment_omitted.then(|| {
+                let without_pdf = attachment_omitted.then(|| {
                     format!(
                         "sent without the PDF: larger than max_attachment_bytes ({})",
                         config.mail.max_attachment_bytes
@@ -415,7 +561,7 @@ async fn send_row<M: Mailer + Sync>(
                 let notice: Vec<&str> = again.iter().chain(&without_pdf).map(String::as_str).collect();
                 let notice = (!notice.is_empty()).then(|| notice.join("; "));
                 store.mark_sent(key, notice.as_deref())?;
-                info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, attempt, "Report sent.");
+                info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, channel = %key.channel, attempt, "Report sent.");
                 summary.sent += 1;
                 if let Some(reason) = again {
                     summary.unknown.push(failure(&claimed, reason, false));
@@ -438,7 +584,7 @@ async fn send_row<M: Mailer + Sync>(
                     return Ok(summary);
                 }
             }
-            Err(e @ MailError::LoginRefused { .. }) => {
+            Err(SendError::Mail(e @ MailError::LoginRefused { .. })) => {
                 // Not permanent: the row is fine, the login is not (see the module doc).
                 fail(&mut summary, e.to_string(), false)?;
                 summary.login_refused = Some(e.to_string());
@@ -446,9 +592,12 @@ async fn send_row<M: Mailer + Sync>(
             }
             Err(e) => {
                 let permanent = !e.is_transient();
-                let reason = match &e {
-                    MailError::Transient { .. } => format!("{e} (gave up after {attempt} attempts)"),
-                    _ => e.to_string(),
+                let reason = if e.is_transient() {
+                    format!("{e} (gave up after {attempt} attempts)")
+                } else if channel == Channel::Email {
+                    e.to_string()
+                } else {
+                    format!("{channel}: {e}")
                 };
                 fail(&mut summary, reason, permanent)?;
                 return Ok(summary);
@@ -505,11 +654,11 @@ async fn send_digest<M: Mailer + Sync>(
 ) {
     // What the admin is owed for sends (this run's and any earlier digest lost), from the
     // ledger; if it cannot be read, this run's at least. `told`: what a sent digest clears.
-    let (notices, told): (Vec<DeliveryIssue>, Vec<String>) = match store.pending_notices(&job.name, period_label) {
+    let (notices, told): (Vec<DeliveryIssue>, Vec<DeliveryKey>) = match store.pending_notices(&job.name, period_label) {
         Ok(pending) => pending
             .into_iter()
             .map(|(row, notice)| {
-                let key = row.key.recipient_key.clone();
+                let key = row.key.clone();
                 (failure(&row, notice, false), key)
             })
             .unzip(),
@@ -542,6 +691,7 @@ async fn send_digest<M: Mailer + Sync>(
         .chain(&notices)
         .map(|f| DigestLine {
             recipient_key: f.recipient_key.clone(),
+            channel: f.channel.clone(),
             recipient_name: f.recipient_name.clone(),
             to: f.to.clone(),
             reason: f.reason.clone(),

@@ -3,7 +3,7 @@
 use super::*;
 
 fn key(r: &str) -> DeliveryKey {
-    DeliveryKey { job: "manager-weekly".into(), period: "2026-W47".into(), recipient_key: r.into() }
+    DeliveryKey::email("manager-weekly", "2026-W47", r)
 }
 
 fn record(store: &Store, r: &str, pdf: &[u8]) -> Recorded {

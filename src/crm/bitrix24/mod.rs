@@ -98,6 +98,16 @@ impl Bitrix24Client {
         Ok(list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
     }
 
+    /// Calls one method and returns its `result`: the messenger channel's calls (a message
+    /// sent, a file uploaded to a chat's folder, `pipeline::deliver` through `chat`), paced,
+    /// retried and scrubbed as every read is. A write retried after an answer that never
+    /// came (a timeout) may have been done twice by the portal: the same window an SMTP
+    /// transaction has, and the ledger's rule for it is the same.
+    pub async fn call(&self, method: &str, params: &Value) -> Result<Value, CrmError> {
+        let answer = self.transport.call(method, method, params).await.map_err(|e| self.scrubbed(e))?;
+        Ok(answer.result)
+    }
+
     /// Walks every list to its end ([`paging`]). Every list request of both clients (this
     /// one and `cached`) is made here, and the one other call, [`Bitrix24Client::scopes`],
     /// passes its error through [`Bitrix24Client::scrubbed`] too: every `CrmError` leaving
