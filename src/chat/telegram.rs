@@ -91,6 +91,12 @@ impl TelegramBot {
         result.map(drop).map_err(|e| self.error(chat_id, e))
     }
 
+    /// Asks the Bot API who the bot is (`getMe`), for `check`: its username.
+    pub async fn check(&self) -> Result<String, ChatError> {
+        let me = self.call("getMe", || Body::Json(json!({}))).await.map_err(|e| self.error("-", e))?;
+        Ok(crate::text::one_line(me.get("username").and_then(Value::as_str).unwrap_or("?")))
+    }
+
     fn error(&self, chat_id: &str, failure: Failure) -> ChatError {
         let channel = Channel::Telegram;
         match failure {

@@ -592,13 +592,8 @@ async fn send_row<M: Mailer + Sync>(
             }
             Err(e) => {
                 let permanent = !e.is_transient();
-                let reason = if e.is_transient() {
-                    format!("{e} (gave up after {attempt} attempts)")
-                } else if channel == Channel::Email {
-                    e.to_string()
-                } else {
-                    format!("{channel}: {e}")
-                };
+                let reason =
+                    if e.is_transient() { format!("{e} (gave up after {attempt} attempts)") } else { e.to_string() };
                 fail(&mut summary, reason, permanent)?;
                 return Ok(summary);
             }

@@ -196,13 +196,31 @@ pub const REQUIRED_SCOPES: [(&str, &[&str], &str); 3] = [
     ("department", &["department"], "the sales departments and their sub-departments (department.get)"),
 ];
 
-/// The required scopes `granted` lacks, each with why it is needed.
-pub fn missing_scopes(granted: &[String]) -> Vec<(&'static str, &'static str)> {
-    REQUIRED_SCOPES
+/// The scopes the bitrix24 channel needs on top of [`REQUIRED_SCOPES`] (`chat::bitrix24`).
+pub const CHAT_SCOPES: [(&str, &[&str], &str); 2] = [
+    (
+        "im",
+        &["im"],
+        "reports sent into the Bitrix24 messenger (im.message.add, im.dialog.get, im.disk.folder.get, im.disk.file.commit)",
+    ),
+    ("disk", &["disk"], "the report's PDF uploaded to the chat's folder (disk.folder.uploadfile)"),
+];
+
+/// The scopes of `needed` that `granted` lacks, each with why it is needed.
+pub fn missing_of(
+    needed: &[(&'static str, &[&str], &'static str)],
+    granted: &[String],
+) -> Vec<(&'static str, &'static str)> {
+    needed
         .iter()
         .filter(|(_, any_of, _)| !any_of.iter().any(|s| granted.iter().any(|g| g.eq_ignore_ascii_case(s))))
         .map(|(name, _, why)| (*name, *why))
         .collect()
+}
+
+/// The required scopes `granted` lacks, each with why it is needed.
+pub fn missing_scopes(granted: &[String]) -> Vec<(&'static str, &'static str)> {
+    missing_of(&REQUIRED_SCOPES, granted)
 }
 
 #[cfg(test)]
