@@ -451,31 +451,6 @@ pub fn compose(mail: &MailConfig, report: &ReportMail<'_>) -> Result<Outgoing, M
     Ok(outgoing(message_id, &from, &to, message.formatted(), attachment_omitted))
 }
 
-/// A report as a short chat message (the Bitrix24 messenger, Telegram): the greeting, the
-/// headline KPIs with the same numbers and words as the e-mail body, and the name of the
-/// attached PDF when there is one. Plain text, no markup: the channel keeps CRM strings
-/// (a manager called `[b]x[/b]`) from becoming markup (`chat`).
-pub fn compose_chat_text(data: &ReportData, file_name: Option<&str>) -> Result<String, MailError> {
-    let lang = language_of(data);
-    let ctx = context! {
-        t => phrases(lang),
-        headline => Serde(headline(data)),
-        file_name => file_name.map(|f| crate::text::file_name(f, "report.pdf")),
-        ..Value::from(Serde(data))
-    };
-    let text = render("chat.txt", &ctx)?;
-    // CRM strings are one line each already (`wire`); blank runs left by the template go.
-    let mut out = String::new();
-    for line in text.trim().lines() {
-        if line.trim().is_empty() && out.ends_with("\n\n") {
-            continue;
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    Ok(out.trim_end().to_owned())
-}
-
 /// `Auto-Submitted: auto-generated` (RFC 3834 section 5): the message is a robot's, so
 /// vacation responders and other auto-responders do not answer it.
 #[derive(Clone, Copy, Debug)]
@@ -569,17 +544,6 @@ pub fn resend_command(config_source: &str, job: &str, period_label: &str, keys: 
     }
     cmd.push_str(" --resend");
     cmd
-}
-
-/// `command` limited to one channel (`send … --channel bitrix24`); e-mail commands read as
-/// they did before channels (a job's e-mail rows are what a plain resend sends when the
-/// job has no other channel).
-fn with_channel(mut command: String, channel: &str) -> String {
-    if !channel.is_empty() {
-        command.push_str(" --channel ");
-        command.push_str(&shell_word(channel));
-    }
-    command
 }
 
 /// The admin's failure digest, in Russian (the product's default language); see
@@ -722,6 +686,10 @@ fn admin_message(
         .map_err(|e| compose_err("cannot build the message", e))?;
     Ok(outgoing(message_id, &from, &to, message.formatted(), false))
 }
+
+mod chat;
+pub use chat::compose_chat_text;
+use chat::with_channel;
 
 #[cfg(test)]
 mod tests;
