@@ -65,7 +65,8 @@ const TEMPLATES: [(&str, &str); 14] = [
 pub struct DigestLine {
     /// Manager id or `department`.
     pub recipient_key: String,
-    /// The channel that failed: `email`, `bitrix24` or `telegram`.
+    /// The channel that failed: `email`, `bitrix24` or `telegram`; empty for a job that
+    /// sends by e-mail alone (its resend command needs no `--channel`).
     pub channel: String,
     pub recipient_name: String,
     pub to: Vec<String>,
@@ -585,7 +586,7 @@ pub fn compose_digest_in(
         .iter()
         .map(|f| DigestRow {
             recipient_key: one_line(&f.recipient_key),
-            channel: if f.channel == "email" { String::new() } else { one_line(&f.channel) },
+            channel: if f.channel == "email" || f.channel.is_empty() { String::new() } else { one_line(&f.channel) },
             recipient_name: one_line(&f.recipient_name),
             to: f.to.iter().map(|t| one_line(t)).collect(),
             reason: one_line(&f.reason),

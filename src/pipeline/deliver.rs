@@ -574,7 +574,8 @@ async fn send_digest<M: Mailer + Sync>(
         .chain(&notices)
         .map(|f| DigestLine {
             recipient_key: f.recipient_key.clone(),
-            channel: f.channel.clone(),
+            // A job that sends by e-mail alone: its resend commands need no `--channel`.
+            channel: if job.channels == [Channel::Email] { String::new() } else { f.channel.clone() },
             recipient_name: f.recipient_name.clone(),
             to: f.to.clone(),
             reason: f.reason.clone(),

@@ -33,9 +33,8 @@ pub fn compose_chat_text(data: &ReportData, file_name: Option<&str>) -> Result<S
     Ok(out.trim_end().to_owned())
 }
 
-/// `command` limited to one channel (`send … --channel bitrix24`); e-mail commands read as
-/// they did before channels (a job's e-mail rows are what a plain resend sends when the
-/// job has no other channel).
+/// `command` limited to one channel (`send … --channel bitrix24`); none when `channel` is
+/// empty (a job that sends by e-mail alone: its commands read as they did before channels).
 pub(super) fn with_channel(mut command: String, channel: &str) -> String {
     if !channel.is_empty() {
         command.push_str(" --channel ");
