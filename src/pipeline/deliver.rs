@@ -3,7 +3,18 @@
 //! a [`Mailer`], with capped exponential backoff for transient failures. A permanent failure
 //! fails its row only; the admin gets one digest of what failed.
 //!
-//! Rendering is the pipeline's; the SQL is `store`'s; composing and transport are `mail`'s.
+//! Rendering is the pipeline's; the SQL is `store`'s; composing and transport are `mail`'s,
+//! and `chat`'s for the other channels.
+//!
+//! # Channels
+//!
+//! A report becomes one row per channel of its job and destination (`rows`): one e-mail row
+//! carrying every address, and one chat row per Bitrix24 dialog or Telegram chat. Every
+//! row follows the rules below on its own: claimed, sent, marked sent; a chat row's
+//! "Message-ID" in the ledger is `channel:destination`. A chat row's window is the chat
+//! server's time to take the message (for Bitrix24 the last call, `im.disk.file.commit`;
+//! an upload before it shows nothing), and a crash in it sends the message again once,
+//! told to the admin as for e-mail. A refused SMTP login holds e-mail rows only.
 //!
 //! # A send cut short by a crash
 //!

@@ -413,3 +413,55 @@ fn the_binary_never_prints_the_bot_token() {
     assert!(String::from_utf8_lossy(&check.stdout).contains("FAIL  telegram:"));
     assert!(bot.requests() >= 2);
 }
+
+/// The channel layer alone, as a pace alert will use it: a text without a file goes to a
+/// dialog in one `im.message.add`, or as a Telegram `sendMessage`; an unknown or departed
+/// user, an unknown chat and a text over the portal's limit are permanent failures.
+#[tokio::test]
+async fn a_text_alone_goes_to_one_recipient_over_one_channel() {
+    use salespulse::chat::{ChatMessage, Chats};
+    let emulator = portal(&ALL_SCOPES, 100 << 20).await;
+    let bot = BotApi::start(TOKEN, &["1001"]);
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let mut config = chat_config(&smtp, state.path(), &emulator, &[Channel::Bitrix24]);
+    config.telegram = Some(telegram(&bot.url, TOKEN, &[]));
+    let chats = Chats::from_config(&config);
+    let text = ChatMessage { text: "Выручка ниже плана: [b]42 %[/b]".into(), attachment: None };
+
+    chats.send(Channel::Bitrix24, "17", &text).await.unwrap();
+    chats.send(Channel::Bitrix24, "chat42", &text).await.unwrap();
+    chats.send(Channel::Telegram, "1001", &text).await.unwrap();
+    let messages = emulator.messages();
+    assert_eq!(messages.iter().map(|m| m.dialog.as_str()).collect::<Vec<_>>(), ["17", "chat42"]);
+    assert!(messages.iter().all(|m| m.files.is_empty() && m.text == "Выручка ниже плана: ［b］42 %［/b］"));
+    assert_eq!(bot.sent()[0].text, "Выручка ниже плана: [b]42 %[/b]", "Telegram gets plain text as it is");
+    assert!(bot.sent()[0].document.is_none());
+
+    for (dialog, code) in [("99", "USER_NOT_FOUND"), ("555", "USER_NOT_FOUND"), ("chat7", "CHAT_ID")] {
+        let e = chats.send(Channel::Bitrix24, dialog, &text).await.unwrap_err();
+        assert!(!e.is_transient() && e.to_string().contains(code), "{dialog}: {e}");
+    }
+    let e = chats.send(Channel::Telegram, "1002", &text).await.unwrap_err();
+    assert!(!e.is_transient() && e.to_string().contains("chat not found"), "{e}");
+    emulator.shutdown().await;
+
+    // A portal taking at most 20 characters refuses the text whole.
+    let strict = Emulator::start(
+        users(),
+        EmulatorOptions {
+            rate_per_sec: 10_000.0,
+            burst: 10_000,
+            scopes: ALL_SCOPES.map(str::to_owned).to_vec(),
+            max_message_chars: 20,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    repoint(&mut config, &strict);
+    let e = Chats::from_config(&config).send(Channel::Bitrix24, "17", &text).await.unwrap_err();
+    assert!(!e.is_transient() && e.to_string().contains("PARAMS_ERROR"), "{e}");
+    assert!(strict.messages().is_empty());
+    strict.shutdown().await;
+}
