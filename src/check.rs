@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::Channel;
 use crate::config::{Config, JobConfig, MailTransportKind};
-use crate::crm::bitrix24::missing_scopes;
+use crate::crm::bitrix24::{CHAT_SCOPES, missing_of, missing_scopes};
 use crate::mail::{MailError, ReportMail};
 use crate::pipeline::ReportBuilder;
 use crate::progress::Progress;
@@ -54,6 +55,7 @@ pub async fn check(config: &Config, offline: bool, now: DateTime<Utc>, progress:
     if !offline {
         crm(&mut r, config, now, progress).await;
         mail(&mut r, config).await;
+        telegram(&mut r, config).await;
     }
     if r.problems == 0 {
         println!("check: everything works");
@@ -170,9 +172,14 @@ async fn crm(r: &mut Report, config: &Config, now: DateTime<Utc>, progress: &Pro
     match pipeline.webhook_scopes().await {
         Ok(None) => r.ok("crm: the built-in demo portal"),
         Ok(Some(granted)) => {
-            let missing = missing_scopes(&granted);
+            let mut missing = missing_scopes(&granted);
+            let chat = config.uses_channel(Channel::Bitrix24);
+            if chat {
+                missing.extend(missing_of(&CHAT_SCOPES, &granted));
+            }
             if missing.is_empty() {
-                r.ok(&format!("crm: the webhook's scopes ({}) cover what salespulse reads", granted.join(", ")));
+                let what = if chat { "reads and sends into the messenger" } else { "reads" };
+                r.ok(&format!("crm: the webhook's scopes ({}) cover what salespulse {what}", granted.join(", ")));
             } else {
                 let list: Vec<String> = missing.iter().map(|(name, why)| format!("{name} (for {why})")).collect();
                 r.fail(
@@ -220,6 +227,25 @@ async fn mail(r: &mut Report, config: &Config) {
             let fix = mail_fix(&e, config);
             r.fail(&what, &e.to_string(), fix);
         }
+    }
+}
+
+/// The bot token, asked of the Bot API (`getMe`: nothing is sent), when a job sends
+/// through Telegram.
+async fn telegram(r: &mut Report, config: &Config) {
+    let Some(telegram) = config.telegram.as_ref().filter(|_| config.uses_channel(Channel::Telegram)) else { return };
+    let what = format!("telegram: {}", telegram.api_url);
+    let result = match crate::chat::TelegramBot::from_config(telegram) {
+        Ok(bot) => bot.check().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(name) => r.ok(&format!("{what}: the bot @{name} answers ({} chat(s) in [telegram.chats])", telegram.chats.len())),
+        Err(e) => r.fail(
+            &what,
+            &e,
+            "check telegram.bot_token (the token @BotFather gave) and telegram.api_url, and that this machine may reach it",
+        ),
     }
 }
 

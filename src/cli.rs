@@ -13,7 +13,7 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, JobConfig};
+use crate::config::{Channel, Config, ConfigError, JobConfig};
 use crate::domain::{Id, Period};
 use crate::pipeline::deliver::{DeliverOptions, DeliveryIssue, DeliverySummary};
 use crate::pipeline::{PipelineRunner, RenderRequest, ReportBuilder, write_reports};
@@ -66,6 +66,9 @@ enum Command {
         /// Send again to recipients who already got this job's report for this period
         #[arg(long)]
         resend: bool,
+        /// Only these of the job's channels (email, bitrix24, telegram), comma separated
+        #[arg(long, value_delimiter = ',')]
+        channel: Vec<String>,
         /// Also write the PDFs and their .json into DIR/JOB/PERIOD/, as `report` does
         #[arg(long)]
         out: Option<PathBuf>,
@@ -177,8 +180,9 @@ async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
             write_report_files(&out, job, &period, &reports)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Send { job, period, only, resend, out } => {
+        Command::Send { job, period, only, resend, channel, out } => {
             let job = find_job(&config, &job)?;
+            let channels = channels_of(job, &channel)?;
             require_secrets(&config, true, true)?;
             let (period, slot) = resolve_period(&config, job, period.as_deref(), &clock)?;
             refuse_unfinished(&config, job, &period, clock.now())?;
@@ -188,7 +192,7 @@ async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
             if let Some(out) = out {
                 write_report_files(&out, job, &period, &reports)?;
             }
-            let summary = runner.deliver(job, &period, &reports, DeliverOptions { resend }).await?;
+            let summary = runner.deliver(job, &period, &reports, DeliverOptions { resend, channels }).await?;
             print_summary(&job.name, &period, &summary);
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -295,6 +299,22 @@ async fn check(config: &Config, offline: bool, clock: &dyn Clock, progress: &Pro
     })
 }
 
+/// `--channel` names: channels the job sends through.
+fn channels_of(job: &JobConfig, names: &[String]) -> Result<Vec<Channel>, Failure> {
+    names
+        .iter()
+        .map(|name| match Channel::from_name(name.trim()) {
+            Some(c) if job.channels.contains(&c) => Ok(c),
+            Some(c) => Err(usage(anyhow::anyhow!(
+                "job {} does not send through {c} (its channels: {})",
+                job.name,
+                job.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+            None => Err(usage(anyhow::anyhow!("unknown channel {name:?}; expected email, bitrix24 or telegram"))),
+        })
+        .collect()
+}
+
 fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {
     println!(
         "job {job}, period {period}: {} sent, {} skipped (sent before), {} failed",
@@ -303,7 +323,10 @@ fn print_summary(job: &str, period: &Period, summary: &DeliverySummary) {
         summary.failed.len()
     );
     // CRM strings (names, addresses, errors quoting them) are flattened to one line each.
-    let who = |f: &DeliveryIssue| format!("{} <{}>", one_line(&f.recipient_name), one_line(&f.to.join(", ")));
+    let who = |f: &DeliveryIssue| match f.channel.as_str() {
+        "email" => format!("{} <{}>", one_line(&f.recipient_name), one_line(&f.to.join(", "))),
+        channel => format!("{} ({channel}: {})", one_line(&f.recipient_name), one_line(&f.to.join(", "))),
+    };
     for f in &summary.failed {
         println!("  failed: {}: {}", who(f), one_line(&f.reason));
     }
@@ -371,13 +394,17 @@ fn status_report(config: &Config, store: &Store, now: chrono::DateTime<chrono::U
         writeln!(out, "deliveries pending or failed:")?;
         for d in unsent {
             // The name, addresses and error come from the CRM or quote it: one line each.
+            let to = match d.key.channel.as_str() {
+                "email" => format!("<{}>", one_line(&d.to.join(", "))),
+                channel => format!("({channel}: {})", one_line(&d.to.join(", "))),
+            };
             writeln!(
                 out,
-                "  {} {} {} <{}>: {}{}",
+                "  {} {} {} {}: {}{}",
                 d.key.job,
                 d.key.period,
                 one_line(&d.recipient_name),
-                one_line(&d.to.join(", ")),
+                to,
                 d.state.as_str(),
                 d.last_error.map(|e| format!(" ({})", one_line(&e))).unwrap_or_default()
             )?;

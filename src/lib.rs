@@ -7,6 +7,7 @@
 //! says when, and `pipeline` / `daemon` / `cli` put the stages in order.
 
 pub mod chart;
+pub mod chat;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -250,7 +250,7 @@ pub fn ledger_writes(dir: &Path, rows: usize) -> (Vec<Duration>, Vec<Duration>) 
     let to = vec!["m@example.ru".to_owned()];
     let (mut before, mut after) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     for i in 0..rows {
-        let key = DeliveryKey { job: "bench".into(), period: "2026-W47".into(), recipient_key: format!("r{i}") };
+        let key = DeliveryKey::email("bench", "2026-W47", &format!("r{i}"));
         let new = NewDelivery {
             key: key.clone(),
             recipient_name: "M",

@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use crate::domain::PeriodKind;
 
-use super::ConfigError;
 use super::parse::{Ctx, RawJob};
+use super::{Channel, ConfigError, CrmConfig, CrmSourceKind, TelegramConfig};
 
 /// The kind of report a job renders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,12 @@ pub struct JobConfig {
     pub template: Option<PathBuf>,
     /// A minijinja template for the subject instead of the built-in one.
     pub subject: Option<String>,
+    /// Where the reports go (`channels`, default `["email"]`), in the order named.
+    pub channels: Vec<Channel>,
+    /// Bitrix24 dialogs that get every report of the job in the messenger (a department
+    /// report's readers, or extra copies of the scorecards): user ids (`"1"`) or group
+    /// chats (`"chat42"`). A scorecard also goes to its manager's own dialog.
+    pub bitrix24_recipients: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -103,7 +109,11 @@ impl Ctx<'_> {
         {
             return Err(self.err(raw.name.span(), "job.subject", format!("bad template: {e}")));
         }
+        let channels = self.channels(raw.channels, "job.channels")?;
+        let bitrix24_recipients = self.dialog_ids(raw.bitrix24_recipients, "job.bitrix24_recipients")?;
         Ok(JobConfig {
+            channels,
+            bitrix24_recipients,
             name,
             report,
             schedule: raw.schedule.into_inner(),
@@ -113,6 +123,50 @@ impl Ctx<'_> {
             template: raw.template.map(PathBuf::from),
             subject: raw.subject,
         })
+    }
+}
+
+impl Ctx<'_> {
+    /// What a job's channels need from the rest of the config: Bitrix24 a real portal (its
+    /// webhook carries the messages), a department report's chat readers, Telegram its
+    /// section.
+    pub(super) fn job_channels(
+        &self,
+        job: &JobConfig,
+        span: std::ops::Range<usize>,
+        crm: &CrmConfig,
+        telegram: Option<&TelegramConfig>,
+    ) -> Result<(), ConfigError> {
+        let bitrix24 = job.channels.contains(&Channel::Bitrix24);
+        if bitrix24 && crm.source == CrmSourceKind::Demo {
+            return Err(self.err(
+                span,
+                "job.channels",
+                "the bitrix24 channel sends through the CRM's webhook: it needs crm.source = \"bitrix24\"",
+            ));
+        }
+        if bitrix24 && job.report == ReportKind::Department && job.bitrix24_recipients.is_empty() {
+            return Err(self.err(
+                span,
+                "job.bitrix24_recipients",
+                "a department report in the bitrix24 channel needs bitrix24_recipients (user ids such as \"1\" or chats such as \"chat42\")",
+            ));
+        }
+        if !bitrix24 && !job.bitrix24_recipients.is_empty() {
+            return Err(self.err(
+                span,
+                "job.bitrix24_recipients",
+                "the job does not send through bitrix24: add \"bitrix24\" to channels, or remove bitrix24_recipients",
+            ));
+        }
+        if job.channels.contains(&Channel::Telegram) && telegram.is_none() {
+            return Err(self.err(
+                span,
+                "job.channels",
+                "the telegram channel needs a [telegram] section (bot_token_env and the chats)",
+            ));
+        }
+        Ok(())
     }
 }
 

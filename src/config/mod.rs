@@ -10,6 +10,7 @@
 //! and key. They are never printed: [`Secret`] has no `Display` and its `Debug` is redacted. Relative paths are relative to the working
 //! directory, as on any command line; the systemd unit sets that directory.
 
+mod channels;
 mod jobs;
 mod parse;
 mod secrets;
@@ -27,6 +28,7 @@ use crate::locale::Language;
 
 use parse::{Ctx, RawConfig};
 
+pub use channels::{Channel, TELEGRAM_API_URL, TelegramConfig, check_api_url, is_dialog_id, is_telegram_chat_id};
 pub use jobs::{JobConfig, PeriodRule, ReportKind, parse_cron};
 pub use secrets::{CREDENTIALS_DIRECTORY, Secret, SecretRef};
 pub use sections::check_webhook_url;
@@ -65,6 +67,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub jobs: Vec<JobConfig>,
     pub targets: Targets,
+    /// `[telegram]`, when a job sends through Telegram.
+    pub telegram: Option<TelegramConfig>,
 }
 
 /// Where CRM data comes from.
@@ -249,6 +253,11 @@ impl Config {
         }
     }
 
+    /// Whether any job sends through `channel`.
+    pub fn uses_channel(&self, channel: Channel) -> bool {
+        self.jobs.iter().any(|j| j.channels.contains(&channel))
+    }
+
     pub fn job(&self, name: &str) -> Option<&JobConfig> {
         self.jobs.iter().find(|j| j.name == name)
     }
@@ -262,6 +271,9 @@ impl Config {
         if let MailTransportKind::Smtp { password: Some(password), .. } = &self.mail.transport {
             found.push(("mail.password", password));
         }
+        if let Some(telegram) = &self.telegram {
+            found.push(("telegram.bot_token", &telegram.bot_token));
+        }
         found
     }
 
@@ -273,6 +285,10 @@ impl Config {
         }
         if mail && let MailTransportKind::Smtp { password: Some(password), .. } = &self.mail.transport {
             password.resolve()?;
+        }
+        // The bot token is a delivery secret, like the mail password.
+        if mail && let Some(telegram) = &self.telegram {
+            telegram.bot_token.resolve()?;
         }
         Ok(())
     }

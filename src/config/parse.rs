@@ -33,6 +33,20 @@ pub(super) struct RawConfig {
     pub(super) job: Vec<Spanned<RawJob>>,
     #[serde(default)]
     pub(super) targets: RawTargets,
+    pub(super) telegram: Option<Spanned<RawTelegram>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelegram {
+    pub(super) bot_token: Option<Spanned<String>>,
+    pub(super) bot_token_env: Option<Spanned<String>>,
+    pub(super) bot_token_file: Option<Spanned<String>>,
+    pub(super) bot_token_credential: Option<Spanned<String>>,
+    pub(super) api_url: Option<Spanned<String>>,
+    pub(super) timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) chats: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +128,8 @@ pub(super) struct RawJob {
     pub(super) recipients: Vec<String>,
     pub(super) template: Option<String>,
     pub(super) subject: Option<String>,
+    pub(super) channels: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) bitrix24_recipients: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -215,6 +231,7 @@ impl Ctx<'_> {
             )?,
             retry_max_secs: self.bounded(d.retry_max_secs, "daemon.retry_max_secs", 1800, 0..=86_400, "seconds")?,
         };
+        let telegram = raw.telegram.map(|t| self.telegram(t)).transpose()?;
         let mut jobs: Vec<JobConfig> = Vec::new();
         for job in raw.job {
             let span = job.span();
@@ -222,6 +239,7 @@ impl Ctx<'_> {
             if jobs.iter().any(|j| j.name == job.name) {
                 return Err(self.err(span, "job.name", format!("job {:?} is defined twice", job.name)));
             }
+            self.job_channels(&job, span, &crm, telegram.as_ref())?;
             jobs.push(job);
         }
         let targets = Targets {
@@ -252,6 +270,7 @@ impl Ctx<'_> {
             daemon,
             jobs,
             targets,
+            telegram,
         })
     }
 

@@ -207,3 +207,86 @@ fn a_webhook_not_shaped_like_the_clients_is_refused_at_load_with_line_and_key() 
         parse(&text).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+const WEEKLY: &str =
+    "[[job]]\nname = \"w\"\nreport = \"manager\"\nschedule = \"0 8 * * MON\"\nperiod = \"previous-week\"\n";
+
+/// MINIMAL with a real portal's webhook, then `extra`.
+fn portal(extra: &str) -> String {
+    MINIMAL.replace(
+        "source = \"demo\"",
+        "source = \"bitrix24\"\nwebhook_url = \"https://acme.bitrix24.ru/rest/1/abc/\"\ndepartments = [3]",
+    ) + extra
+}
+
+#[test]
+fn channels_default_to_email_and_are_checked() {
+    let c = parse(&format!("{MINIMAL}{WEEKLY}")).unwrap();
+    assert_eq!(c.jobs[0].channels, [Channel::Email]);
+    assert!(c.telegram.is_none());
+    let c = parse(&portal(&format!(
+        "{WEEKLY}channels = [\"bitrix24\", \"email\"]\nbitrix24_recipients = [\"1\", \"chat42\"]\n"
+    )))
+    .unwrap();
+    assert_eq!(c.jobs[0].channels, [Channel::Bitrix24, Channel::Email]);
+    assert_eq!(c.jobs[0].bitrix24_recipients, ["1", "chat42"]);
+    assert!(c.uses_channel(Channel::Bitrix24) && !c.uses_channel(Channel::Telegram));
+
+    let (line, key, msg) = invalid(&portal(&format!("{WEEKLY}channels = [\"email\", \"slack\"]\n")));
+    assert_eq!((line, key.as_str()), (14, "job.channels"), "{msg}");
+    assert!(msg.contains("unknown channel \"slack\""), "{msg}");
+    let (_, key, msg) = invalid(&portal(&format!("{WEEKLY}channels = []\n")));
+    assert_eq!(key, "job.channels");
+    assert!(msg.contains("at least one"), "{msg}");
+    let (_, key, msg) = invalid(&portal(&format!("{WEEKLY}channels = [\"email\", \"email\"]\n")));
+    assert_eq!(key, "job.channels");
+    assert!(msg.contains("named twice"), "{msg}");
+    let (_, key, msg) = invalid(&format!("{MINIMAL}{WEEKLY}channels = [\"bitrix24\"]\n"));
+    assert_eq!(key, "job.channels");
+    assert!(msg.contains("crm.source = \"bitrix24\""), "{msg}");
+    let (_, key, msg) = invalid(&format!("{MINIMAL}{WEEKLY}channels = [\"telegram\"]\n"));
+    assert_eq!(key, "job.channels");
+    assert!(msg.contains("[telegram]"), "{msg}");
+    let (_, key, msg) =
+        invalid(&portal(&format!("{WEEKLY}channels = [\"bitrix24\"]\nbitrix24_recipients = [\"head@example.ru\"]\n")));
+    assert_eq!(key, "job.bitrix24_recipients");
+    assert!(msg.contains("an e-mail address cannot be a chat recipient"), "{msg}");
+    let (_, key, _) = invalid(&portal(&format!("{WEEKLY}bitrix24_recipients = [\"1\"]\n")));
+    assert_eq!(key, "job.bitrix24_recipients", "recipients without the channel");
+    let department = WEEKLY.replace("\"manager\"", "\"department\"") + "recipients = [\"ceo@example.ru\"]\n";
+    let (_, key, msg) = invalid(&portal(&format!("{department}channels = [\"email\", \"bitrix24\"]\n")));
+    assert_eq!(key, "job.bitrix24_recipients");
+    assert!(msg.contains("department report"), "{msg}");
+}
+
+#[test]
+fn telegram_takes_a_secret_token_an_api_url_and_chats() {
+    let text = format!(
+        "{MINIMAL}{WEEKLY}channels = [\"email\", \"telegram\"]\n[telegram]\nbot_token_env = \"TG_TOKEN\"\n\
+         [telegram.chats]\n\"17\" = \"123456789\"\n\"CEO@Example.ru\" = \"-1001234567890\"\n"
+    );
+    let c = parse(&text).unwrap();
+    let t = c.telegram.as_ref().unwrap();
+    assert_eq!(t.api_url, TELEGRAM_API_URL);
+    assert_eq!(t.timeout_secs, 60);
+    assert_eq!(t.chat_for(["17"]), Some("123456789"));
+    assert_eq!(t.chat_for(["21", "ceo@example.ru"]), Some("-1001234567890"));
+    assert_eq!(t.chat_for(["21"]), None);
+    assert_eq!(c.secrets().last().map(|(k, _)| *k), Some("telegram.bot_token"));
+    assert!(!format!("{c:?}").contains("TG_TOKEN="));
+
+    let (_, key, _) = invalid(&format!("{MINIMAL}[telegram]\napi_url = \"https://api.telegram.org\"\n"));
+    assert_eq!(key, "telegram.bot_token");
+    let (line, key, msg) =
+        invalid(&format!("{MINIMAL}[telegram]\nbot_token = \"1:x\"\napi_url = \"http://api.telegram.org\"\n"));
+    assert_eq!((line, key.as_str()), (9, "telegram.api_url"), "{msg}");
+    let (_, key, msg) =
+        invalid(&format!("{MINIMAL}[telegram]\nbot_token = \"1:x\"\n[telegram.chats]\n\"17\" = \"me\"\n"));
+    assert_eq!(key, "telegram.chats.\"17\"");
+    assert!(msg.contains("not a Telegram chat id"), "{msg}");
+    let (_, key, _) =
+        invalid(&format!("{MINIMAL}[telegram]\nbot_token = \"1:x\"\n[telegram.chats]\n\"Ivan\" = \"1\"\n"));
+    assert_eq!(key, "telegram.chats.\"Ivan\"");
+    let (_, key, _) = invalid(&format!("{MINIMAL}[telegram]\nbot_token = \"1:x\"\ntimeout_secs = 0\n"));
+    assert_eq!(key, "telegram.timeout_secs");
+}

@@ -43,7 +43,7 @@ pub const HEADLINE_KPIS: [Kpi; 7] = [
     Kpi::EmailsSent,
 ];
 
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("subject.txt", include_str!("../../report-templates/mail/subject.txt.j2")),
     ("_headline.html", include_str!("../../report-templates/mail/_headline.html.j2")),
     ("_headline.txt", include_str!("../../report-templates/mail/_headline.txt.j2")),
@@ -57,6 +57,7 @@ const TEMPLATES: [(&str, &str); 13] = [
     ("department.txt", include_str!("../../report-templates/mail/department.txt.j2")),
     ("digest.txt", include_str!("../../report-templates/mail/digest.txt.j2")),
     ("job_failed.txt", include_str!("../../report-templates/mail/job_failed.txt.j2")),
+    ("chat.txt", include_str!("../../report-templates/mail/chat.txt.j2")),
 ];
 
 /// One recipient who did not get their report, for the admin's digest.
@@ -64,6 +65,9 @@ const TEMPLATES: [(&str, &str); 13] = [
 pub struct DigestLine {
     /// Manager id or `department`.
     pub recipient_key: String,
+    /// The channel that failed: `email`, `bitrix24` or `telegram`; empty for a job that
+    /// sends by e-mail alone (its resend command needs no `--channel`).
+    pub channel: String,
     pub recipient_name: String,
     pub to: Vec<String>,
     /// Why, in words (the last error).
@@ -559,6 +563,8 @@ pub fn compose_digest(
 /// in a name, an address or an error can add a line (a fake resend command, say).
 struct DigestRow {
     recipient_key: String,
+    /// Empty for e-mail (the digest's lines read as before channels), else the channel.
+    channel: String,
     recipient_name: String,
     to: Vec<String>,
     reason: String,
@@ -580,16 +586,20 @@ pub fn compose_digest_in(
         .iter()
         .map(|f| DigestRow {
             recipient_key: one_line(&f.recipient_key),
+            channel: if f.channel == "email" || f.channel.is_empty() { String::new() } else { one_line(&f.channel) },
             recipient_name: one_line(&f.recipient_name),
             to: f.to.iter().map(|t| one_line(t)).collect(),
             reason: one_line(&f.reason),
-            command: resend_command(config_source, job, period_label, &[&f.recipient_key]),
+            command: with_channel(resend_command(config_source, job, period_label, &[&f.recipient_key]), &f.channel),
         })
         .collect();
     let keys: Vec<&str> = failures.iter().map(|f| f.recipient_key.as_str()).collect();
     let numeric = keys.iter().filter(|k| k.bytes().all(|b| b.is_ascii_digit())).count();
-    let all_command =
-        (failures.len() > 1 && numeric > 1).then(|| resend_command(config_source, job, period_label, &keys));
+    // One command for everyone only when they failed in one channel: a resend of the
+    // others would send again what went.
+    let one_channel = failures.iter().all(|f| f.channel == failures[0].channel);
+    let all_command = (failures.len() > 1 && numeric > 1 && one_channel)
+        .then(|| with_channel(resend_command(config_source, job, period_label, &keys), &failures[0].channel));
     let ctx = context! {
         t => phrases(lang),
         job => job,
@@ -677,6 +687,10 @@ fn admin_message(
         .map_err(|e| compose_err("cannot build the message", e))?;
     Ok(outgoing(message_id, &from, &to, message.formatted(), false))
 }
+
+mod chat;
+pub use chat::compose_chat_text;
+use chat::with_channel;
 
 #[cfg(test)]
 mod tests;

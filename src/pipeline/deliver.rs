@@ -3,7 +3,18 @@
 //! a [`Mailer`], with capped exponential backoff for transient failures. A permanent failure
 //! fails its row only; the admin gets one digest of what failed.
 //!
-//! Rendering is the pipeline's; the SQL is `store`'s; composing and transport are `mail`'s.
+//! Rendering is the pipeline's; the SQL is `store`'s; composing and transport are `mail`'s,
+//! and `chat`'s for the other channels.
+//!
+//! # Channels
+//!
+//! A report becomes one row per channel of its job and destination (`rows`): one e-mail row
+//! carrying every address, and one chat row per Bitrix24 dialog or Telegram chat. Every
+//! row follows the rules below on its own: claimed, sent, marked sent; a chat row's
+//! "Message-ID" in the ledger is `channel:destination`. A chat row's window is the chat
+//! server's time to take the message (for Bitrix24 the last call, `im.disk.file.commit`;
+//! an upload before it shows nothing), and a crash in it sends the message again once,
+//! told to the admin as for e-mail. A refused SMTP login holds e-mail rows only.
 //!
 //! # A send cut short by a crash
 //!
@@ -53,24 +64,33 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::config::{Config, DaemonConfig, JobConfig};
+use crate::chat::{Attachment, ChatMessage};
+use crate::config::{Channel, Config, DaemonConfig, JobConfig};
 use crate::domain::Period;
 use crate::kpi::ReportData;
 use crate::mail::{DigestLine, MailError, Mailer, ReportMail};
 use crate::pipeline::RenderedReport;
 use crate::store::{Delivery, DeliveryKey, DeliveryState, NewDelivery, Recorded, Store, StoreError};
 
+mod rows;
+use rows::{Prepared, SendError, Senders, rows_of};
+
 /// How to deliver.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DeliverOptions {
     /// Send again to recipients whose row is already `sent` (`send --resend`).
     pub resend: bool,
+    /// Only these channels of the job (`send --channel`); every channel of the job when
+    /// empty.
+    pub channels: Vec<Channel>,
 }
 
 /// One row that did not end `sent` as it should, or was sent after an interruption.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryIssue {
     pub recipient_key: String,
+    /// `email`, `bitrix24` or `telegram`.
+    pub channel: String,
     pub recipient_name: String,
     pub to: Vec<String>,
     pub reason: String,
@@ -169,48 +189,51 @@ pub async fn deliver<M: Mailer + Sync>(
     let mut ready = Vec::new();
     let mut interrupted = Vec::new();
     for report in reports {
-        let key =
-            DeliveryKey { job: job.name.clone(), period: label.clone(), recipient_key: report.recipient_key.clone() };
-        let new = NewDelivery {
-            key: key.clone(),
-            recipient_name: &report.recipient_name,
-            to: &report.to,
-            file_name: &report.file_name,
-            pdf: &report.pdf,
-            json: &report.json,
-        };
-        match store.record(&new, options.resend).map_err(store_err)? {
-            Recorded::Ready => ready.push((key, report)),
-            Recorded::Interrupted => interrupted.push(key),
-            Recorded::AlreadySent => {
-                info!(job = %job.name, period = %label, recipient = %report.recipient_key, "Report sent before; skipped.");
-                summary.skipped += 1;
-            }
-            Recorded::InFlight => {
-                info!(job = %job.name, period = %label, recipient = %report.recipient_key, "Report being sent by another process; skipped.");
-                summary.skipped += 1;
+        for (key, to) in rows_of(config, job, &label, report, &options.channels) {
+            let new = NewDelivery {
+                key: key.clone(),
+                recipient_name: &report.recipient_name,
+                to: &to,
+                file_name: &report.file_name,
+                pdf: &report.pdf,
+                json: &report.json,
+            };
+            match store.record(&new, options.resend).map_err(store_err)? {
+                Recorded::Ready => ready.push((key, report)),
+                Recorded::Interrupted => interrupted.push(key),
+                Recorded::AlreadySent => {
+                    info!(job = %job.name, period = %label, recipient = %report.recipient_key, channel = %key.channel, "Report sent before; skipped.");
+                    summary.skipped += 1;
+                }
+                Recorded::InFlight => {
+                    info!(job = %job.name, period = %label, recipient = %report.recipient_key, channel = %key.channel, "Report being sent by another process; skipped.");
+                    summary.skipped += 1;
+                }
             }
         }
     }
     let backoff = Backoff::from_config(&config.daemon);
+    let send = Senders::new(mailer, config);
     for (key, report) in ready {
-        if let Some(refused) = summary.login_refused.clone() {
+        if let Some(refused) = summary.login_refused.clone()
+            && key.channel == Channel::Email.as_str()
+        {
             summary.absorb(hold(store, &key, DeliveryState::Rendered, &refused).map_err(store_err)?);
             continue;
         }
         let row = Row { key, data: &report.data, pdf: &report.pdf };
-        let one = send_row(store, mailer, config, job, &row, &[DeliveryState::Rendered], &backoff).await;
+        let one = send_row(store, &send, config, job, &row, &[DeliveryState::Rendered], &backoff).await;
         summary.absorb(one.map_err(store_err)?);
     }
     for key in interrupted {
-        if summary.login_refused.is_some() {
+        if summary.login_refused.is_some() && key.channel == Channel::Email.as_str() {
             // Left `unknown` for the next run, which knows what it means.
             continue;
         }
         // Sent as it was being sent when the crash came: the stored files, the same
         // Message-ID.
         if let Some(row) = store.delivery(&key).map_err(store_err)? {
-            summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
+            summary.absorb(send_stored(store, &send, config, job, &row, &backoff).await.map_err(store_err)?);
         }
     }
     send_digest(store, mailer, config, job, &label, &mut summary).await;
@@ -232,6 +255,7 @@ pub async fn resume<M: Mailer + Sync>(
     let store_err = |source| DeliverError::Store { job: job.name.clone(), period: label.clone(), source };
     store.recover_interrupted().map_err(store_err)?;
     let backoff = Backoff::from_config(&config.daemon);
+    let send = Senders::new(mailer, config);
     let mut summary = DeliverySummary::default();
     for row in store.deliveries(&job.name, &label).map_err(store_err)? {
         let resumable = match row.state {
@@ -242,13 +266,15 @@ pub async fn resume<M: Mailer + Sync>(
         if !resumable {
             continue;
         }
-        if let Some(refused) = summary.login_refused.clone() {
+        if let Some(refused) = summary.login_refused.clone()
+            && row.key.channel == Channel::Email.as_str()
+        {
             if row.state != DeliveryState::Unknown {
                 summary.absorb(hold(store, &row.key, row.state, &refused).map_err(store_err)?);
             }
             continue;
         }
-        summary.absorb(send_stored(store, mailer, config, job, &row, &backoff).await.map_err(store_err)?);
+        summary.absorb(send_stored(store, &send, config, job, &row, &backoff).await.map_err(store_err)?);
     }
     send_digest(store, mailer, config, job, &label, &mut summary).await;
     Ok(summary)
@@ -287,7 +313,7 @@ struct Row<'a> {
 /// Sends one row from its stored files (claiming it from the state it is in).
 async fn send_stored<M: Mailer + Sync>(
     store: &Store,
-    mailer: &M,
+    mailer: &Senders<'_, M>,
     config: &Config,
     job: &JobConfig,
     row: &Delivery,
@@ -333,6 +359,7 @@ fn hold(store: &Store, key: &DeliveryKey, from: DeliveryState, refused: &str) ->
 fn failure(row: &Delivery, reason: String, permanent: bool) -> DeliveryIssue {
     DeliveryIssue {
         recipient_key: row.key.recipient_key.clone(),
+        channel: row.key.channel.clone(),
         recipient_name: row.recipient_name.clone(),
         to: row.to.clone(),
         reason,
@@ -344,7 +371,7 @@ fn failure(row: &Delivery, reason: String, permanent: bool) -> DeliveryIssue {
 /// holds is skipped.
 async fn send_row<M: Mailer + Sync>(
     store: &Store,
-    mailer: &M,
+    mailer: &Senders<'_, M>,
     config: &Config,
     job: &JobConfig,
     row: &Row<'_>,
@@ -365,7 +392,8 @@ async fn send_row<M: Mailer + Sync>(
         summary.failed.push(failure(&claimed, reason, permanent));
         Ok(())
     };
-    if claimed.to.is_empty() {
+    let channel = Channel::from_name(&key.channel).unwrap_or(Channel::Email);
+    if channel == Channel::Email && claimed.to.is_empty() {
         let reason =
             "no usable e-mail address in Bitrix24 (EMAIL is empty or not one bare address such as name@example.ru)";
         fail(&mut summary, reason.to_owned(), true)?;
@@ -376,37 +404,54 @@ async fn send_row<M: Mailer + Sync>(
         fail(&mut summary, reason, false)?;
         return Ok(summary);
     }
-    let mail = ReportMail {
-        job,
-        data: row.data,
-        pdf: row.pdf,
-        file_name: &claimed.file_name,
-        to: &claimed.to,
-        recipient_key: &key.recipient_key,
-        generation: claimed.generation,
+    let prepared = match channel {
+        Channel::Email => {
+            let mail = ReportMail {
+                job,
+                data: row.data,
+                pdf: row.pdf,
+                file_name: &claimed.file_name,
+                to: &claimed.to,
+                recipient_key: &key.recipient_key,
+                generation: claimed.generation,
+            };
+            crate::mail::compose(&config.mail, &mail).map(Prepared::Mail)
+        }
+        chat => crate::mail::compose_chat_text(row.data, Some(&claimed.file_name)).map(|text| {
+            let attachment = Attachment { file_name: claimed.file_name.clone(), bytes: row.pdf.to_vec() };
+            Prepared::Chat(chat, ChatMessage { text, attachment: Some(attachment) })
+        }),
     };
-    let outgoing = match crate::mail::compose(&config.mail, &mail) {
-        Ok(o) => o,
+    let prepared = match prepared {
+        Ok(p) => p,
         Err(e) => {
             fail(&mut summary, e.to_string(), true)?;
             return Ok(summary);
         }
+    };
+    // What the ledger remembers the attempt by: the Message-ID, or the chat it goes to.
+    let (message_id, attachment_omitted) = match &prepared {
+        Prepared::Mail(o) => (o.message_id.clone(), o.attachment_omitted),
+        Prepared::Chat(c, _) => (format!("{c}:{}", key.destination), false),
     };
     // An interrupted attempt counts towards the cap; a row that failed transiently in an
     // earlier run starts a new series of attempts.
     let mut attempt = if interrupted { claimed.attempts } else { 0 };
     loop {
         attempt += 1;
-        store.start_attempt(key, &outgoing.message_id)?;
-        match mailer.send(&outgoing).await {
+        store.start_attempt(key, &message_id)?;
+        match mailer.send(&prepared, &key.destination).await {
             Ok(()) => {
                 // What the admin must hear of this send is written with `sent`, in one
                 // update, so a crash before the digest cannot lose it (see `send_digest`).
-                let again = interrupted.then(|| {
-                    "sent again after an interrupted attempt; a duplicate with the same Message-ID is possible"
-                        .to_owned()
+                let again = interrupted.then(|| match channel {
+                    Channel::Email => {
+                        "sent again after an interrupted attempt; a duplicate with the same Message-ID is possible"
+                            .to_owned()
+                    }
+                    chat => format!("{chat}: sent again after an interrupted attempt; a duplicate message is possible"),
                 });
-                let without_pdf = outgoing.attachment_omitted.then(|| {
+                let without_pdf = attachment_omitted.then(|| {
                     format!(
                         "sent without the PDF: larger than max_attachment_bytes ({})",
                         config.mail.max_attachment_bytes
@@ -415,7 +460,7 @@ async fn send_row<M: Mailer + Sync>(
                 let notice: Vec<&str> = again.iter().chain(&without_pdf).map(String::as_str).collect();
                 let notice = (!notice.is_empty()).then(|| notice.join("; "));
                 store.mark_sent(key, notice.as_deref())?;
-                info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, attempt, "Report sent.");
+                info!(job = %key.job, period = %key.period, recipient = %key.recipient_key, channel = %key.channel, attempt, "Report sent.");
                 summary.sent += 1;
                 if let Some(reason) = again {
                     summary.unknown.push(failure(&claimed, reason, false));
@@ -438,7 +483,7 @@ async fn send_row<M: Mailer + Sync>(
                     return Ok(summary);
                 }
             }
-            Err(e @ MailError::LoginRefused { .. }) => {
+            Err(SendError::Mail(e @ MailError::LoginRefused { .. })) => {
                 // Not permanent: the row is fine, the login is not (see the module doc).
                 fail(&mut summary, e.to_string(), false)?;
                 summary.login_refused = Some(e.to_string());
@@ -446,10 +491,8 @@ async fn send_row<M: Mailer + Sync>(
             }
             Err(e) => {
                 let permanent = !e.is_transient();
-                let reason = match &e {
-                    MailError::Transient { .. } => format!("{e} (gave up after {attempt} attempts)"),
-                    _ => e.to_string(),
-                };
+                let reason =
+                    if e.is_transient() { format!("{e} (gave up after {attempt} attempts)") } else { e.to_string() };
                 fail(&mut summary, reason, permanent)?;
                 return Ok(summary);
             }
@@ -505,11 +548,11 @@ async fn send_digest<M: Mailer + Sync>(
 ) {
     // What the admin is owed for sends (this run's and any earlier digest lost), from the
     // ledger; if it cannot be read, this run's at least. `told`: what a sent digest clears.
-    let (notices, told): (Vec<DeliveryIssue>, Vec<String>) = match store.pending_notices(&job.name, period_label) {
+    let (notices, told): (Vec<DeliveryIssue>, Vec<DeliveryKey>) = match store.pending_notices(&job.name, period_label) {
         Ok(pending) => pending
             .into_iter()
             .map(|(row, notice)| {
-                let key = row.key.recipient_key.clone();
+                let key = row.key.clone();
                 (failure(&row, notice, false), key)
             })
             .unzip(),
@@ -542,6 +585,8 @@ async fn send_digest<M: Mailer + Sync>(
         .chain(&notices)
         .map(|f| DigestLine {
             recipient_key: f.recipient_key.clone(),
+            // A job that sends by e-mail alone: its resend commands need no `--channel`.
+            channel: if job.channels == [Channel::Email] { String::new() } else { f.channel.clone() },
             recipient_name: f.recipient_name.clone(),
             to: f.to.clone(),
             reason: f.reason.clone(),

@@ -12,8 +12,9 @@ use crate::text::file_name;
 /// [`Store::mark_sent`]'s statement, prepared once per connection.
 const MARK_SENT: &str = "UPDATE deliveries SET state = 'sent', sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
         last_error = NULL, permanent = 0, claimed_by = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-        admin_notice = COALESCE(?5, admin_notice)
-     WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND state = 'sending' AND claimed_by = ?4";
+        admin_notice = COALESCE(?7, admin_notice)
+     WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND channel = ?4 AND destination = ?5
+       AND state = 'sending' AND claimed_by = ?6";
 
 /// Where a ledger row stands (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,12 +55,31 @@ impl std::fmt::Display for DeliveryState {
     }
 }
 
-/// Which row: (job, period label, recipient key).
+/// Which row: (job, period label, recipient key, channel, destination).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DeliveryKey {
     pub job: String,
     pub period: String,
+    /// Which report: the manager's Bitrix24 id, or `department`.
     pub recipient_key: String,
+    /// `email`, `bitrix24` or `telegram` (`config::Channel::as_str`).
+    pub channel: String,
+    /// Where a chat row goes (a Bitrix24 DIALOG_ID, a Telegram chat id); `""` for e-mail,
+    /// whose one SMTP transaction carries every address of the row.
+    pub destination: String,
+}
+
+impl DeliveryKey {
+    /// The e-mail row of a report.
+    pub fn email(job: &str, period: &str, recipient_key: &str) -> DeliveryKey {
+        DeliveryKey {
+            job: job.to_owned(),
+            period: period.to_owned(),
+            recipient_key: recipient_key.to_owned(),
+            channel: "email".to_owned(),
+            destination: String::new(),
+        }
+    }
 }
 
 /// One row of the ledger.
@@ -146,10 +166,10 @@ impl Store {
             .conn()
             .execute(
                 &format!(
-                    "INSERT INTO deliveries (job, period, recipient_key, recipient_name, addresses, file_name,
-                        pdf_path, json_path, state)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'rendered')
-                     ON CONFLICT (job, period, recipient_key) DO UPDATE SET
+                    "INSERT INTO deliveries (job, period, recipient_key, channel, destination, recipient_name,
+                        addresses, file_name, pdf_path, json_path, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'rendered')
+                     ON CONFLICT (job, period, recipient_key, channel, destination) DO UPDATE SET
                         recipient_name = excluded.recipient_name, addresses = excluded.addresses,
                         file_name = excluded.file_name, pdf_path = excluded.pdf_path,
                         json_path = excluded.json_path, state = 'rendered', attempts = 0, permanent = 0,
@@ -162,6 +182,8 @@ impl Store {
                     k.job,
                     k.period,
                     k.recipient_key,
+                    k.channel,
+                    k.destination,
                     new.recipient_name,
                     addresses,
                     new.file_name,
@@ -199,11 +221,12 @@ impl Store {
             .conn()
             .execute(
                 &format!(
-                    "UPDATE deliveries SET state = 'sending', claimed_by = ?4, updated_at = {NOW}
-                     WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND state IN ({})",
+                    "UPDATE deliveries SET state = 'sending', claimed_by = ?6, updated_at = {NOW}
+                     WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND channel = ?4 AND destination = ?5
+                       AND state IN ({})",
                     states.join(", ")
                 ),
-                params![key.job, key.period, key.recipient_key, self.owner.token],
+                params![key.job, key.period, key.recipient_key, key.channel, key.destination, self.owner.token],
             )
             .map_err(sql(format!("claim delivery {}", describe(key))))?;
         if changed == 1 { self.delivery(key) } else { Ok(None) }
@@ -212,13 +235,13 @@ impl Store {
     /// Counts an SMTP transaction about to start on a claimed row, and remembers the
     /// Message-ID it carries.
     pub fn start_attempt(&self, key: &DeliveryKey, message_id: &str) -> Result<(), StoreError> {
-        self.update_claimed(key, "attempts = attempts + 1, message_id = ?5", Some(message_id), "start attempt")
+        self.update_claimed(key, "attempts = attempts + 1, message_id = ?7", Some(message_id), "start attempt")
     }
 
     /// Records a failed attempt on a claimed row that will be tried again (the row stays
     /// `sending`: this process keeps its claim while it waits).
     pub fn note_retry(&self, key: &DeliveryKey, error: &str) -> Result<(), StoreError> {
-        self.update_claimed(key, "last_error = ?5", Some(error), "note retry")
+        self.update_claimed(key, "last_error = ?7", Some(error), "note retry")
     }
 
     /// The server accepted the message. This is the only write between the server's 250 and
@@ -240,6 +263,8 @@ impl Store {
                 key.job,
                 key.period,
                 key.recipient_key,
+                key.channel,
+                key.destination,
                 self.owner.token,
                 notice
             ])
@@ -252,7 +277,7 @@ impl Store {
 
     /// The row will not be tried again by this run.
     pub fn mark_failed(&self, key: &DeliveryKey, error: &str, permanent: bool) -> Result<(), StoreError> {
-        let set = format!("state = 'failed', last_error = ?5, permanent = {}, claimed_by = NULL", permanent as u8);
+        let set = format!("state = 'failed', last_error = ?7, permanent = {}, claimed_by = NULL", permanent as u8);
         self.update_claimed(key, &set, Some(error), "mark failed")
     }
 
@@ -267,13 +292,18 @@ impl Store {
         // that recovery took away) is not touched.
         let stmt = format!(
             "UPDATE deliveries SET {set}, updated_at = {NOW}
-             WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND state = 'sending' AND claimed_by = ?4"
+             WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND channel = ?4 AND destination = ?5
+               AND state = 'sending' AND claimed_by = ?6"
         );
         let conn = self.conn();
+        let k = key;
         let result = if let Some(value) = value {
-            conn.execute(&stmt, params![key.job, key.period, key.recipient_key, self.owner.token, value])
+            conn.execute(
+                &stmt,
+                params![k.job, k.period, k.recipient_key, k.channel, k.destination, self.owner.token, value],
+            )
         } else {
-            conn.execute(&stmt, params![key.job, key.period, key.recipient_key, self.owner.token])
+            conn.execute(&stmt, params![k.job, k.period, k.recipient_key, k.channel, k.destination, self.owner.token])
         };
         result.map_err(sql(format!("{action} delivery {}", describe(key))))?;
         Ok(())
@@ -285,10 +315,20 @@ impl Store {
         let claimed: Vec<(DeliveryKey, Option<String>)> = {
             let conn = self.conn();
             let mut stmt = conn
-                .prepare("SELECT job, period, recipient_key, claimed_by FROM deliveries WHERE state = 'sending'")
+                .prepare(
+                    "SELECT job, period, recipient_key, channel, destination, claimed_by FROM deliveries
+                     WHERE state = 'sending'",
+                )
                 .map_err(sql("list interrupted deliveries"))?;
             stmt.query_map([], |r| {
-                Ok((DeliveryKey { job: r.get(0)?, period: r.get(1)?, recipient_key: r.get(2)? }, r.get(3)?))
+                let key = DeliveryKey {
+                    job: r.get(0)?,
+                    period: r.get(1)?,
+                    recipient_key: r.get(2)?,
+                    channel: r.get(3)?,
+                    destination: r.get(4)?,
+                };
+                Ok((key, r.get(5)?))
             })
             .and_then(|rows| rows.collect())
             .map_err(sql("list interrupted deliveries"))?
@@ -303,22 +343,32 @@ impl Store {
                     &format!(
                         "UPDATE deliveries SET state = 'unknown', claimed_by = NULL, updated_at = {NOW},
                             last_error = COALESCE(last_error || '; ', '') || 'interrupted during sending'
-                         WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND state = 'sending'
-                           AND claimed_by IS ?4"
+                         WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND channel = ?4
+                           AND destination = ?5 AND state = 'sending' AND claimed_by IS ?6"
                     ),
-                    params![key.job, key.period, key.recipient_key, if owner.is_empty() { None } else { Some(owner) }],
+                    params![
+                        key.job,
+                        key.period,
+                        key.recipient_key,
+                        key.channel,
+                        key.destination,
+                        if owner.is_empty() { None } else { Some(owner) }
+                    ],
                 )
                 .map_err(sql(format!("mark delivery {} unknown", describe(&key))))?;
         }
-        self.select("WHERE state = 'unknown' ORDER BY job, period, recipient_key", params![])
+        self.select("WHERE state = 'unknown' ORDER BY job, period, recipient_key, channel, destination", params![])
     }
 
     /// One row.
     pub fn delivery(&self, key: &DeliveryKey) -> Result<Option<Delivery>, StoreError> {
         let conn = self.conn();
         conn.query_row(
-            &format!("{SELECT_DELIVERY} WHERE job = ?1 AND period = ?2 AND recipient_key = ?3"),
-            params![key.job, key.period, key.recipient_key],
+            &format!(
+                "{SELECT_DELIVERY} WHERE job = ?1 AND period = ?2 AND recipient_key = ?3 AND channel = ?4
+                 AND destination = ?5"
+            ),
+            params![key.job, key.period, key.recipient_key, key.channel, key.destination],
             |r| self.row(r),
         )
         .optional()
@@ -327,7 +377,7 @@ impl Store {
 
     /// The rows of one job and period, by recipient key.
     pub fn deliveries(&self, job: &str, period: &str) -> Result<Vec<Delivery>, StoreError> {
-        self.select("WHERE job = ?1 AND period = ?2 ORDER BY recipient_key", params![job, period])
+        self.select("WHERE job = ?1 AND period = ?2 ORDER BY recipient_key, channel, destination", params![job, period])
     }
 
     /// Rows not sent: `rendered`, `sending`, `failed` and `unknown`, for `status` and for the
@@ -335,7 +385,7 @@ impl Store {
     /// The rows of (job, period) with something the admin has not been told yet, with it.
     pub fn pending_notices(&self, job: &str, period: &str) -> Result<Vec<(Delivery, String)>, StoreError> {
         let rows = self.select(
-            "WHERE job = ?1 AND period = ?2 AND admin_notice IS NOT NULL ORDER BY recipient_key",
+            "WHERE job = ?1 AND period = ?2 AND admin_notice IS NOT NULL ORDER BY recipient_key, channel, destination",
             params![job, period],
         )?;
         Ok(rows.into_iter().filter_map(|d| d.admin_notice.clone().map(|n| (d, n))).collect())
@@ -352,15 +402,21 @@ impl Store {
     }
 
     /// The admin was told about these rows of (job, period): one statement, one commit.
-    pub fn clear_notices(&self, job: &str, period: &str, recipient_keys: &[String]) -> Result<(), StoreError> {
-        if recipient_keys.is_empty() {
+    pub fn clear_notices(&self, job: &str, period: &str, rows: &[DeliveryKey]) -> Result<(), StoreError> {
+        if rows.is_empty() {
             return Ok(());
         }
-        let keys = serde_json::to_string(recipient_keys).unwrap_or_else(|_| "[]".to_owned());
+        let keys: Vec<[&str; 3]> =
+            rows.iter().map(|k| [k.recipient_key.as_str(), k.channel.as_str(), k.destination.as_str()]).collect();
+        let keys = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
         self.conn()
             .execute(
                 "UPDATE deliveries SET admin_notice = NULL
-                 WHERE job = ?1 AND period = ?2 AND recipient_key IN (SELECT value FROM json_each(?3))",
+                 WHERE job = ?1 AND period = ?2 AND EXISTS (
+                     SELECT 1 FROM json_each(?3) AS k
+                     WHERE json_extract(k.value, '$[0]') = recipient_key
+                       AND json_extract(k.value, '$[1]') = channel
+                       AND json_extract(k.value, '$[2]') = destination)",
                 params![job, period, keys],
             )
             .map_err(sql(format!("clear the admin notices of {job}/{period}")))?;
@@ -368,7 +424,7 @@ impl Store {
     }
 
     pub fn unsent(&self) -> Result<Vec<Delivery>, StoreError> {
-        self.select("WHERE state != 'sent' ORDER BY job, period, recipient_key", params![])
+        self.select("WHERE state != 'sent' ORDER BY job, period, recipient_key, channel, destination", params![])
     }
 
     fn select(&self, clause: &str, params: impl rusqlite::Params) -> Result<Vec<Delivery>, StoreError> {
@@ -382,7 +438,13 @@ impl Store {
         let pdf: String = r.get(6)?;
         let json: String = r.get(7)?;
         Ok(Delivery {
-            key: DeliveryKey { job: r.get(0)?, period: r.get(1)?, recipient_key: r.get(2)? },
+            key: DeliveryKey {
+                job: r.get(0)?,
+                period: r.get(1)?,
+                recipient_key: r.get(2)?,
+                channel: r.get(18)?,
+                destination: r.get(19)?,
+            },
             recipient_name: r.get(3)?,
             to: serde_json::from_str(&addresses).unwrap_or_default(),
             file_name: r.get(5)?,
@@ -422,7 +484,7 @@ impl Store {
     pub fn last_sent(&self, job: &str) -> Result<Option<(String, String, u32)>, StoreError> {
         self.conn()
             .query_row(
-                "SELECT period, MAX(sent_at), COUNT(*) FROM deliveries
+                "SELECT period, MAX(sent_at), COUNT(DISTINCT recipient_key) FROM deliveries
                  WHERE job = ?1 AND state = 'sent' AND period = (
                      SELECT period FROM deliveries WHERE job = ?1 AND state = 'sent'
                      ORDER BY sent_at DESC LIMIT 1)
@@ -437,4 +499,4 @@ impl Store {
 
 const SELECT_DELIVERY: &str = "SELECT job, period, recipient_key, recipient_name, addresses, file_name, pdf_path,
     json_path, state, attempts, permanent, last_error, message_id, created_at, updated_at, sent_at, generation,
-    admin_notice FROM deliveries";
+    admin_notice, channel, destination FROM deliveries";

@@ -115,6 +115,46 @@ CREATE TABLE job_alerts (
 -- server is sent by the next run.
 ALTER TABLE deliveries ADD COLUMN admin_notice TEXT;
 "#,
+    r#"
+-- A report goes to a recipient through one or more channels (e-mail, the Bitrix24
+-- messenger, Telegram), each once: a row per (job, period, recipient, channel,
+-- destination). E-mail rows have the destination '' (one SMTP transaction carries all
+-- their addresses); a chat row's destination is the one dialog or chat it goes to. Rows
+-- written before channels existed are e-mail rows and keep their meaning.
+CREATE TABLE deliveries_v5 (
+    job            TEXT NOT NULL,
+    period         TEXT NOT NULL,
+    recipient_key  TEXT NOT NULL,
+    channel        TEXT NOT NULL DEFAULT 'email',
+    destination    TEXT NOT NULL DEFAULT '',
+    recipient_name TEXT NOT NULL,
+    addresses      TEXT NOT NULL,           -- JSON array: e-mail addresses, or the one chat
+    file_name      TEXT NOT NULL,
+    pdf_path       TEXT NOT NULL,
+    json_path      TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('rendered', 'sending', 'sent', 'failed', 'unknown')),
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    permanent      INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    message_id     TEXT,
+    claimed_by     TEXT,
+    created_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    sent_at        TEXT,
+    generation     INTEGER NOT NULL DEFAULT 0,
+    admin_notice   TEXT,
+    PRIMARY KEY (job, period, recipient_key, channel, destination)
+);
+INSERT INTO deliveries_v5 (job, period, recipient_key, channel, destination, recipient_name, addresses, file_name,
+    pdf_path, json_path, state, attempts, permanent, last_error, message_id, claimed_by, created_at, updated_at,
+    sent_at, generation, admin_notice)
+SELECT job, period, recipient_key, 'email', '', recipient_name, addresses, file_name, pdf_path, json_path, state,
+    attempts, permanent, last_error, message_id, claimed_by, created_at, updated_at, sent_at, generation, admin_notice
+FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v5 RENAME TO deliveries;
+CREATE INDEX deliveries_state ON deliveries (state);
+"#,
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -345,7 +385,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn describe(k: &DeliveryKey) -> String {
-    format!("{}/{}/{}", k.job, k.period, k.recipient_key)
+    if k.channel == "email" && k.destination.is_empty() {
+        return format!("{}/{}/{}", k.job, k.period, k.recipient_key);
+    }
+    format!("{}/{}/{}/{}:{}", k.job, k.period, k.recipient_key, k.channel, k.destination)
 }
 
 #[cfg(test)]

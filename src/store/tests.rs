@@ -3,7 +3,7 @@
 use super::*;
 
 fn key(r: &str) -> DeliveryKey {
-    DeliveryKey { job: "manager-weekly".into(), period: "2026-W47".into(), recipient_key: r.into() }
+    DeliveryKey::email("manager-weekly", "2026-W47", r)
 }
 
 fn record(store: &Store, r: &str, pdf: &[u8]) -> Recorded {
@@ -172,4 +172,46 @@ fn reopening_keeps_the_schema_version() {
     store.conn().pragma_update(None, "user_version", 99).unwrap();
     drop(store);
     assert!(matches!(Store::open(dir.path()), Err(StoreError::TooNew { found: 99, .. })));
+}
+
+/// A ledger written before channels (schema 4) keeps its rows' meaning: each is the e-mail
+/// row of its report, with its state, attempts and Message-ID, and a chat row of the same
+/// report is a row of its own.
+#[test]
+fn rows_from_before_channels_are_email_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        assert!(run_migrations(&mut conn, &MIGRATIONS[..4]).is_ok());
+        conn.execute(
+            "INSERT INTO deliveries (job, period, recipient_key, recipient_name, addresses, file_name, pdf_path,
+                json_path, state, attempts, message_id, sent_at, generation)
+             VALUES ('manager-weekly', '2026-W47', '17', 'Иван', '[\"ivan@example.ru\"]', 'f.pdf', 'p', 'j', 'sent', 1,
+                'mid@example.ru', '2026-11-23T05:00:01.000Z', 2)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let row = store.delivery(&key("17")).unwrap().expect("the old row is the e-mail row");
+    assert_eq!((row.key.channel.as_str(), row.key.destination.as_str()), ("email", ""));
+    assert_eq!((row.state, row.attempts, row.generation), (DeliveryState::Sent, 1, 2));
+    assert_eq!(row.message_id.as_deref(), Some("mid@example.ru"));
+    assert_eq!(row.to, ["ivan@example.ru"]);
+    assert_eq!(store.last_sent("manager-weekly").unwrap().map(|(p, _, n)| (p, n)), Some(("2026-W47".into(), 1)));
+    let chat = DeliveryKey { channel: "bitrix24".into(), destination: "17".into(), ..key("17") };
+    assert!(store.delivery(&chat).unwrap().is_none());
+    let new = NewDelivery {
+        key: chat.clone(),
+        recipient_name: "Иван",
+        to: &["17".into()],
+        file_name: "f.pdf",
+        pdf: b"%PDF",
+        json: "{}",
+    };
+    assert_eq!(store.record(&new, false).unwrap(), Recorded::Ready);
+    assert_eq!(store.delivery(&chat).unwrap().unwrap().state, DeliveryState::Rendered);
+    assert_eq!(store.delivery(&key("17")).unwrap().unwrap().state, DeliveryState::Sent, "the e-mail row is untouched");
+    assert_eq!(store.deliveries("manager-weekly", "2026-W47").unwrap().len(), 2);
 }

@@ -162,10 +162,17 @@ async fn resend_sends_one_report_again_and_no_other() {
     // `send manager-weekly --period 2026-W47 --only 21 --resend`: the pipeline renders only
     // Maria's report, with today's data.
     let maria = vec![report_for("21", "Мария Соколова", "maria@example.ru", 2)];
-    let summary =
-        deliver::deliver(&store, &smtp.mailer(), &config, &job, &week47(), &maria, &DeliverOptions { resend: true })
-            .await
-            .unwrap();
+    let summary = deliver::deliver(
+        &store,
+        &smtp.mailer(),
+        &config,
+        &job,
+        &week47(),
+        &maria,
+        &DeliverOptions { resend: true, ..Default::default() },
+    )
+    .await
+    .unwrap();
     assert_eq!((summary.sent, summary.skipped), (1, 0));
     let received = smtp.received();
     assert_eq!(received.len(), 4);

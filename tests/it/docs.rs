@@ -39,7 +39,7 @@ fn parser_keys() -> BTreeSet<String> {
     let doc = read("docs/configuration.md");
     for key in accepted(&format!("{probe}{MINIMAL}")) {
         let heading = if key == "job" { "## `[[job]]`".to_owned() } else { format!("## `[{key}]`") };
-        if ["crm", "mail", "report", "daemon", "job", "targets"].contains(&key.as_str()) {
+        if ["crm", "mail", "report", "daemon", "job", "targets", "telegram"].contains(&key.as_str()) {
             assert!(doc.contains(&heading), "docs/configuration.md has a section {heading}");
         } else {
             keys.insert(key);
@@ -49,7 +49,7 @@ fn parser_keys() -> BTreeSet<String> {
         let text = MINIMAL.replace(&format!("[{table}]\n"), &format!("[{table}]\n{probe}"));
         keys.extend(accepted(&text).into_iter().map(|k| format!("{table}.{k}")));
     }
-    for table in ["report", "daemon", "targets"] {
+    for table in ["report", "daemon", "targets", "telegram"] {
         let found = accepted(&format!("{MINIMAL}[{table}]\n{probe}"));
         keys.extend(found.into_iter().map(|k| format!("{table}.{k}")));
     }

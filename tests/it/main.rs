@@ -7,7 +7,7 @@
 //! - The CRM: `bitrix24` (the client against the emulator), `cache`, `faults` (a
 //!   misbehaving portal through the fault proxy).
 //! - Mail and delivery: `smtp` (the mailer), `delivery` (exactly once through the ledger),
-//!   `daemon_crash` (killed mid-send).
+//!   `daemon_crash` (killed mid-send), `chat` (the Bitrix24 messenger and Telegram channels).
 //! - The daemon: `daemon` (schedule, catch-up, retries, shutdown, signals),
 //!   `daemon_faults` (over the real pipeline, CRM faults).
 //! - Operations: `install` (install script, systemd unit), `check`, `secrets`, `private`,
@@ -21,6 +21,7 @@ mod bench_smoke;
 mod bitrix24;
 mod bounds;
 mod cache;
+mod chat;
 mod check;
 mod crm_strings;
 mod daemon;

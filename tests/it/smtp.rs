@@ -4,7 +4,7 @@
 
 use mail_parser::{MessageParser, MimeHeaders};
 use salespulse::config::{
-    Config, JobConfig, MailConfig, MailTransportKind, PeriodRule, ReportKind, Secret, TlsMode, parse_cron,
+    Channel, Config, JobConfig, MailConfig, MailTransportKind, PeriodRule, ReportKind, Secret, TlsMode, parse_cron,
 };
 use salespulse::kpi::ReportData;
 use salespulse::mail::{
@@ -33,6 +33,8 @@ fn job(kind: ReportKind, subject: Option<&str>) -> JobConfig {
         recipients: Vec::new(),
         template: None,
         subject: subject.map(str::to_owned),
+        channels: vec![Channel::Email],
+        bitrix24_recipients: Vec::new(),
     }
 }
 
@@ -467,12 +469,14 @@ async fn the_digest_tells_the_admin_who_missed_what_and_how_to_resend() {
     let mail = smtp.mail_config();
     let failures = vec![
         DigestLine {
+            channel: "email".into(),
             recipient_key: "17".into(),
             recipient_name: "Иван Петров".into(),
             to: vec!["ivan@example.ru".into()],
             reason: "failed to send mail (smtp 127.0.0.1:25: permanent error (550): Mailbox unavailable)".into(),
         },
         DigestLine {
+            channel: "email".into(),
             recipient_key: "21".into(),
             recipient_name: "Мария Соколова".into(),
             to: vec![],
@@ -503,6 +507,7 @@ async fn reports_and_digests_are_automated_mail_with_the_configured_reply_to() {
     let smtp = TestSmtp::start(SmtpOptions::default());
     let mut mail = smtp.mail_config();
     let failure = DigestLine {
+        channel: "email".into(),
         recipient_key: "17".into(),
         recipient_name: "Иван Петров".into(),
         to: vec!["ivan@example.ru".into()],

@@ -98,6 +98,16 @@ impl Bitrix24Client {
         Ok(list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
     }
 
+    /// Calls one method and returns its `result`: the messenger channel's calls (a message
+    /// sent, a file uploaded to a chat's folder, `pipeline::deliver` through `chat`), paced,
+    /// retried and scrubbed as every read is. A write retried after an answer that never
+    /// came (a timeout) may have been done twice by the portal: the same window an SMTP
+    /// transaction has, and the ledger's rule for it is the same.
+    pub async fn call(&self, method: &str, params: &Value) -> Result<Value, CrmError> {
+        let answer = self.transport.call(method, method, params).await.map_err(|e| self.scrubbed(e))?;
+        Ok(answer.result)
+    }
+
     /// Walks every list to its end ([`paging`]). Every list request of both clients (this
     /// one and `cached`) is made here, and the one other call, [`Bitrix24Client::scopes`],
     /// passes its error through [`Bitrix24Client::scrubbed`] too: every `CrmError` leaving
@@ -186,13 +196,31 @@ pub const REQUIRED_SCOPES: [(&str, &[&str], &str); 3] = [
     ("department", &["department"], "the sales departments and their sub-departments (department.get)"),
 ];
 
-/// The required scopes `granted` lacks, each with why it is needed.
-pub fn missing_scopes(granted: &[String]) -> Vec<(&'static str, &'static str)> {
-    REQUIRED_SCOPES
+/// The scopes the bitrix24 channel needs on top of [`REQUIRED_SCOPES`] (`chat::bitrix24`).
+pub const CHAT_SCOPES: [(&str, &[&str], &str); 2] = [
+    (
+        "im",
+        &["im"],
+        "reports sent into the Bitrix24 messenger (im.message.add, im.dialog.get, im.disk.folder.get, im.disk.file.commit)",
+    ),
+    ("disk", &["disk"], "the report's PDF uploaded to the chat's folder (disk.folder.uploadfile)"),
+];
+
+/// The scopes of `needed` that `granted` lacks, each with why it is needed.
+pub fn missing_of(
+    needed: &[(&'static str, &[&str], &'static str)],
+    granted: &[String],
+) -> Vec<(&'static str, &'static str)> {
+    needed
         .iter()
         .filter(|(_, any_of, _)| !any_of.iter().any(|s| granted.iter().any(|g| g.eq_ignore_ascii_case(s))))
         .map(|(name, _, why)| (*name, *why))
         .collect()
+}
+
+/// The required scopes `granted` lacks, each with why it is needed.
+pub fn missing_scopes(granted: &[String]) -> Vec<(&'static str, &'static str)> {
+    missing_of(&REQUIRED_SCOPES, granted)
 }
 
 #[cfg(test)]

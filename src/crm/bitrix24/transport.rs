@@ -62,6 +62,20 @@ impl Default for ClientSettings {
     }
 }
 
+impl ClientSettings {
+    /// The pace, timeout and retries `[crm]` sets, with nothing shown.
+    pub fn from_config(crm: &crate::config::CrmConfig) -> ClientSettings {
+        ClientSettings {
+            rate_per_sec: crm.rate_limit_per_sec,
+            burst: crm.rate_limit_burst,
+            timeout: Duration::from_secs(crm.timeout_secs),
+            max_retries: crm.max_retries,
+            operating_limit: Duration::from_secs(crm.operating_limit_secs),
+            ..ClientSettings::default()
+        }
+    }
+}
+
 /// The connection to one portal: its webhook, pace, retries and operating-time account.
 pub(super) struct Transport {
     http: reqwest::Client,
@@ -456,6 +470,18 @@ pub(super) fn classify(method: &str, api: &ApiError, status: u16) -> Failure {
         }
         "INVALID_CREDENTIALS" | "NO_AUTH_FOUND" | "EXPIRED_TOKEN" | "INVALID_TOKEN" => p(format!(
             "the portal rejected the webhook ({shown}); check crm.webhook_url, or create a new incoming webhook in Bitrix24"
+        )),
+        "ACCESS_ERROR" | "USER_NOT_FOUND" | "USER_ID_EMPTY" | "DIALOG_ID_EMPTY" | "CHAT_ID" | "CHAT_ID_EMPTY" => {
+            p(format!(
+                "the portal refused the dialog ({shown}); check the recipient's Bitrix24 user id or chat (bitrix24_recipients), and that the webhook's user may write to it"
+            ))
+        }
+        "ERROR_COULD_NOT_SAVE_FILE" | "SAVE_ERROR" => {
+            p(format!("the portal could not store the file ({shown}); check the Bitrix24 Disk's free space"))
+        }
+        "MESSAGE_EMPTY" | "PARAMS_ERROR" => p(format!("the portal refused the message ({shown})")),
+        "INSUFFICIENT_SCOPE" if method.starts_with("im.") || method.starts_with("disk.") => p(format!(
+            "the webhook lacks a permission ({shown}); the bitrix24 channel needs the im and disk scopes: tick them in the incoming webhook (docs/operations.md)"
         )),
         "INSUFFICIENT_SCOPE" => p(format!(
             "the webhook lacks a permission ({shown}); give the incoming webhook the crm, user_basic (or user) and department scopes (docs/operations.md)"

@@ -15,7 +15,8 @@ use super::{Done, Fail, Portal, Record, record_id};
 
 impl Portal {
     /// Whether the webhook's scopes cover `method` (`scope`, `batch` and the other basic
-    /// methods need none).
+    /// methods need none): `crm.*` `crm`, `user.*` a user scope, `department.*`
+    /// `department`, `im.*` `im`, `disk.*` `disk`.
     fn in_scope(&self, method: &str) -> bool {
         let granted = |s: &str| self.options.scopes.iter().any(|g| g.eq_ignore_ascii_case(s));
         let prefix = method.split('.').next().unwrap_or_default().to_ascii_lowercase();
@@ -23,6 +24,8 @@ impl Portal {
             "crm" => granted("crm"),
             "user" => granted("user") || granted("user_basic") || granted("user_brief"),
             "department" => granted("department"),
+            "im" => granted("im"),
+            "disk" => granted("disk"),
             _ => true,
         }
     }
@@ -142,6 +145,7 @@ impl Portal {
                     .unwrap_or_default();
                 Ok(Done { result: Value::Array(rows), total: None, next: None })
             }
+            m if m.starts_with("im.") || m.starts_with("disk.") => self.messenger(m, params, &d.users),
             _ => Err((StatusCode::NOT_FOUND, "ERROR_METHOD_NOT_FOUND", "Method not found!".into())),
         }
     }

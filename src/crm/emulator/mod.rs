@@ -15,11 +15,13 @@
 //! | `http` | a request routed to its method, faults injected, the answer's envelope and `time` object |
 //! | `limits` | the portal's leaky bucket and its operating-time account per method |
 //! | `methods` | each REST method and `batch`, the webhook's scopes |
+//! | `messenger` | the messenger and Disk methods a report sent into a chat uses, and what they took |
 //! | `lists` | a list method's filter, order, paging and select; PHP query strings |
 
 mod http;
 mod limits;
 mod lists;
+mod messenger;
 mod methods;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +40,7 @@ use self::limits::Account;
 use self::lists::text;
 
 pub use self::lists::parse_php_query;
+pub use self::messenger::ChatDelivery;
 
 /// A wire-format record, as `crm.*.list` serves it.
 pub type Record = Map<String, Value>;
@@ -103,6 +106,14 @@ pub struct EmulatorOptions {
     pub operating_cost_per_command: Duration,
     /// Answer every request with the webhook code in the answer, as a portal may.
     pub leak_token: Option<TokenLeak>,
+    /// Group chats the webhook's user is in (`chat42` is 42); private dialogs with active
+    /// users need none.
+    pub group_chats: Vec<u64>,
+    /// The largest file `disk.folder.uploadfile` stores; a larger one is refused
+    /// ERROR_COULD_NOT_SAVE_FILE, as a portal whose Disk is full refuses it.
+    pub max_upload_bytes: u64,
+    /// The longest MESSAGE the messenger takes (an assumption: Bitrix24 documents none).
+    pub max_message_chars: usize,
 }
 
 /// How a portal shows a request's webhook code back in its answer.
@@ -136,6 +147,9 @@ impl Default for EmulatorOptions {
             operating_window: Duration::from_secs(600),
             operating_cost_per_command: Duration::ZERO,
             leak_token: None,
+            group_chats: Vec::new(),
+            max_upload_bytes: 100 * 1024 * 1024,
+            max_message_chars: 20_000,
         }
     }
 }
@@ -183,6 +197,7 @@ struct Portal {
     /// Operating time per (webhook code, method).
     operating: Mutex<HashMap<(String, String), Account>>,
     operation_limited: AtomicU64,
+    messenger: Mutex<messenger::Messenger>,
 }
 
 impl Emulator {
@@ -192,7 +207,12 @@ impl Emulator {
         let state = Arc::new(Portal::new(data, options.clone()));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().route("/rest/{user}/{token}/{*method}", any(handle)).with_state(state.clone());
+        // Uploads travel as base64 inside the JSON body: room for the largest file stored.
+        let body_limit = usize::try_from(options.max_upload_bytes.saturating_mul(2)).unwrap_or(usize::MAX).max(2 << 20);
+        let app = Router::new()
+            .route("/rest/{user}/{token}/{*method}", any(handle))
+            .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+            .with_state(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -228,6 +248,11 @@ impl Emulator {
         let mut data = self.state.data.write().expect("no panics while holding the portal data");
         change(&mut data);
         sort_tables(&mut data);
+    }
+
+    /// What the messenger took so far (`im.message.add`, `im.disk.file.commit`), in order.
+    pub fn messages(&self) -> Vec<ChatDelivery> {
+        self.state.messenger.lock().expect("no panics while holding the messenger").delivered.clone()
     }
 
     pub async fn shutdown(self) {
@@ -279,6 +304,7 @@ impl Portal {
             server_nanos: AtomicU64::new(0),
             operating: Mutex::new(HashMap::new()),
             operation_limited: AtomicU64::new(0),
+            messenger: Mutex::new(messenger::Messenger::default()),
         }
     }
 }

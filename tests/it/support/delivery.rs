@@ -86,7 +86,7 @@ pub fn to(received: &[Received], address: &str) -> Vec<Received> {
 
 /// The ledger row of manager `id`'s weekly scorecard for 2026-W47.
 pub fn key(id: &str) -> DeliveryKey {
-    DeliveryKey { job: "manager-weekly".into(), period: "2026-W47".into(), recipient_key: id.into() }
+    DeliveryKey::email("manager-weekly", "2026-W47", id)
 }
 
 /// The Message-ID header a message was sent with.

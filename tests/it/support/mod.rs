@@ -9,6 +9,7 @@
 //! - `proxy`: a fault-injecting HTTP proxy between the client and the emulator.
 //! - `reference`: docs/kpi.md over a portal's wire records, the KPIs' reference.
 //! - `smtp`: an SMTP server with STARTTLS and AUTH that records what it accepts.
+//! - `telegram`: a Telegram Bot API on loopback that records what the bot sent.
 
 pub mod bin;
 pub mod crm;
@@ -19,3 +20,4 @@ pub mod pdf;
 pub mod proxy;
 pub mod reference;
 pub mod smtp;
+pub mod telegram;
