@@ -10,6 +10,7 @@
 //! and key. They are never printed: [`Secret`] has no `Display` and its `Debug` is redacted. Relative paths are relative to the working
 //! directory, as on any command line; the systemd unit sets that directory.
 
+mod alerts;
 mod jobs;
 mod parse;
 mod secrets;
@@ -21,12 +22,13 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 
-use crate::domain::{Id, Scope};
+use crate::domain::{Calendar, Id, Scope};
 use crate::kpi::{Kpi, KpiSettings, Targets};
 use crate::locale::Language;
 
 use parse::{Ctx, RawConfig};
 
+pub use alerts::{AlertConfig, AlertRule, MAX_SILENCE_DAYS, pace_kpi_ok};
 pub use jobs::{JobConfig, PeriodRule, ReportKind, parse_cron};
 pub use secrets::{CREDENTIALS_DIRECTORY, Secret, SecretRef};
 pub use sections::check_webhook_url;
@@ -65,6 +67,10 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub jobs: Vec<JobConfig>,
     pub targets: Targets,
+    /// `[calendar]`: working days and holidays, for alerts.
+    pub calendar: Calendar,
+    /// `[[alert]]`.
+    pub alerts: Vec<AlertConfig>,
 }
 
 /// Where CRM data comes from.
@@ -247,6 +253,10 @@ impl Config {
             definitions_page: self.report.definitions_page,
             language: self.language,
         }
+    }
+
+    pub fn alert(&self, name: &str) -> Option<&AlertConfig> {
+        self.alerts.iter().find(|a| a.name == name)
     }
 
     pub fn job(&self, name: &str) -> Option<&JobConfig> {

@@ -33,6 +33,32 @@ pub(super) struct RawConfig {
     pub(super) job: Vec<Spanned<RawJob>>,
     #[serde(default)]
     pub(super) targets: RawTargets,
+    pub(super) calendar: Option<Spanned<RawCalendar>>,
+    #[serde(default)]
+    pub(super) alert: Vec<Spanned<RawAlert>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCalendar {
+    pub(super) working_days: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(super) holidays: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlert {
+    pub(super) name: Spanned<String>,
+    pub(super) schedule: Spanned<String>,
+    pub(super) rule: Spanned<String>,
+    pub(super) kpi: Option<Spanned<String>>,
+    pub(super) period: Option<Spanned<String>>,
+    pub(super) min_share: Option<Spanned<f64>>,
+    pub(super) working_days: Option<Spanned<u32>>,
+    pub(super) to_manager: Option<bool>,
+    #[serde(default)]
+    pub(super) recipients: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +267,8 @@ impl Ctx<'_> {
                 })
                 .collect::<Result<_, ConfigError>>()?,
         };
+        let calendar = self.calendar(raw.calendar)?;
+        let alerts = self.alerts(raw.alert, &jobs, &targets)?;
         Ok(Config {
             source_name: self.name.to_owned(),
             timezone,
@@ -252,6 +280,8 @@ impl Ctx<'_> {
             daemon,
             jobs,
             targets,
+            calendar,
+            alerts,
         })
     }
 
