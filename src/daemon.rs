@@ -42,7 +42,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, JobConfig};
+use crate::alert::{self, AlertSummary};
+use crate::config::{AlertConfig, Config, JobConfig};
 use crate::crm::CrmError;
 use crate::domain::Period;
 use crate::mail::AnyMailer;
@@ -72,6 +73,17 @@ pub trait JobRunner: Send + Sync {
         slot: DateTime<Tz>,
         period: &Period,
     ) -> impl Future<Output = Result<DeliverySummary, anyhow::Error>> + Send;
+
+    /// Runs one slot of an alert: fetch, evaluate, send through the alert ledger. A runner
+    /// without alerts (a test's stand-in) sends nothing.
+    fn run_alert(
+        &self,
+        alert: &AlertConfig,
+        slot: DateTime<Tz>,
+    ) -> impl Future<Output = Result<AlertSummary, anyhow::Error>> + Send {
+        let _ = (alert, slot);
+        async { Ok(AlertSummary::default()) }
+    }
 }
 
 /// The daemon's runner in production: `send`'s pipeline, with the defaults of a scheduled
@@ -85,6 +97,10 @@ impl JobRunner for PipelineRunner {
 
     async fn run_job(&self, job: &JobConfig, slot: DateTime<Tz>, period: &Period) -> anyhow::Result<DeliverySummary> {
         self.render_and_deliver(job, period, slot, &RenderRequest::default(), DeliverOptions::default()).await
+    }
+
+    async fn run_alert(&self, alert: &AlertConfig, slot: DateTime<Tz>) -> anyhow::Result<AlertSummary> {
+        crate::alert::run(self.builder(), self.store(), self.mailer(), alert, slot).await
     }
 }
 
@@ -184,15 +200,25 @@ pub async fn run_with<T>(
     info!(state_dir = %config.state_dir.display(), jobs = config.jobs.len(), "Daemon started.");
 
     daemon.finish_unsent(None, &mut shutdown).await?;
+    let started = clock.now();
+    daemon.finish_unsent_alerts(started, &mut shutdown).await?;
     // Each job's slots are handled up to and including this instant.
     let mut done: Vec<DateTime<Utc>> = Vec::with_capacity(config.jobs.len());
-    let started = clock.now();
     for job in &config.jobs {
         if shutdown.requested() {
             break;
         }
         daemon.catch_up(job, started, &mut shutdown).await?;
         done.push(started);
+    }
+    // The same for each alert.
+    let mut alerts_done: Vec<DateTime<Utc>> = Vec::with_capacity(config.alerts.len());
+    for a in &config.alerts {
+        if shutdown.requested() {
+            break;
+        }
+        daemon.catch_up_alert(a, started, &mut shutdown).await?;
+        alerts_done.push(started);
     }
 
     let retry_every = chrono::Duration::from_std(options.retry_every).unwrap_or(chrono::Duration::hours(1));
@@ -212,8 +238,10 @@ pub async fn run_with<T>(
         let next = config
             .jobs
             .iter()
+            .map(|j| &j.cron)
             .zip(&done)
-            .filter_map(|(job, after)| schedule::next_slot(&job.cron, config.timezone, *after))
+            .chain(config.alerts.iter().map(|a| &a.cron).zip(&alerts_done))
+            .filter_map(|(cron, after)| schedule::next_slot(cron, config.timezone, *after))
             .min();
         if let Some(next) = next {
             notify(options, &[sd_notify::NotifyState::Status(&format!("waiting for {}", next.to_rfc3339()))]);
@@ -250,6 +278,26 @@ pub async fn run_with<T>(
                 continue;
             }
             daemon.run_slot(job, slot, &mut shutdown).await?;
+        }
+        for (a, after) in config.alerts.iter().zip(alerts_done.iter_mut()) {
+            if shutdown.requested() {
+                break;
+            }
+            let missed = schedule::slots_between(&a.cron, config.timezone, *after, now);
+            *after = now;
+            let Some(slot) = missed.last().cloned() else { continue };
+            if missed.len() > 1 {
+                warn!(alert = %a.name, skipped = missed.len() - 1, slot = %slot.to_rfc3339(),
+                    "Several alert slots fell due at once (clock change or suspend); the older ones are stale, running the latest only.");
+            }
+            let late = now - slot.with_timezone(&Utc);
+            let on_time = late.to_std().map_or(true, |late| late <= watched);
+            if !on_time && late > daemon.horizon() {
+                warn!(alert = %a.name, slot = %slot.to_rfc3339(), catch_up_hours = config.daemon.catch_up_hours,
+                    "Alert slot passed while the daemon was not watching and is older than catch_up_hours; stale, not run.");
+                continue;
+            }
+            daemon.run_alert_slot(a, slot, &mut shutdown).await?;
         }
     }
 
@@ -374,6 +422,19 @@ impl<R: JobRunner> Daemon<'_, R> {
         shutdown: &mut Shutdown<'_, F>,
     ) -> Result<(), DaemonError> {
         self.finish_unsent(Some(now), shutdown).await?;
+        self.finish_unsent_alerts(now, shutdown).await?;
+        for a in &self.config.alerts {
+            if shutdown.requested() {
+                return Ok(());
+            }
+            let Some(last) = self.store.last_run(&a.name)? else { continue };
+            let slot = last.slot.with_timezone(&self.config.timezone);
+            if last.outcome != RunOutcome::Failed || self.alert_stale(a, slot, now) {
+                continue;
+            }
+            info!(alert = %a.name, slot = %last.period, "Running a failed alert again.");
+            self.run_alert_slot(a, slot, shutdown).await?;
+        }
         for job in &self.config.jobs {
             if shutdown.requested() {
                 return Ok(());
@@ -489,6 +550,139 @@ impl<R: JobRunner> Daemon<'_, R> {
                     error!(job = %job.name, period = %label, attempt, error = %reason, "Job failed.");
                     self.store.finish_run(run_id, 0, 0, RunOutcome::Failed, Some(&reason))?;
                     self.tell_admin(job, &label, slot.with_timezone(&Utc), &reason).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl<R: JobRunner> Daemon<'_, R> {
+    /// Whether an alert's slot is stale at `now`: past the alert's next slot (a newer alert
+    /// says it better), or older than `catch_up_hours`.
+    fn alert_stale(&self, a: &AlertConfig, slot: DateTime<Tz>, now: DateTime<Utc>) -> bool {
+        let slot_utc = slot.with_timezone(&Utc);
+        let next_passed = schedule::next_slot(&a.cron, self.config.timezone, slot_utc)
+            .is_some_and(|next| next.with_timezone(&Utc) <= now);
+        next_passed || now - slot_utc > self.horizon()
+    }
+
+    /// Sends the alert rows a crash or an outage left unsent while their alert is current;
+    /// gives up (marks failed) those of a stale one.
+    async fn finish_unsent_alerts<F: Future>(
+        &mut self,
+        now: DateTime<Utc>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<(), DaemonError> {
+        for (name, period) in alert::deliver::unsent_periods(self.store)? {
+            if shutdown.requested() {
+                return Ok(());
+            }
+            let tz = self.config.timezone;
+            let (Some(a), Some(slot)) = (self.config.alert(&name), alert::parse_period_key(&period, tz)) else {
+                warn!(alert = %name, period = %period, "Unsent alerts of an alert no longer configured; left as they are.");
+                continue;
+            };
+            if self.alert_stale(a, slot, now) {
+                let n = alert::deliver::give_up(
+                    self.store,
+                    &name,
+                    &period,
+                    "stale: not sent before the alert's next slot",
+                )?;
+                warn!(alert = %name, period = %period, rows = n, "Unsent alerts are stale; given up.");
+                continue;
+            }
+            info!(alert = %name, period = %period, "Finishing alerts left unsent.");
+            let work = alert::deliver::resume(self.store, self.runner.mailer(), self.config, &name, &period, slot);
+            match shutdown.finish(work).await {
+                Ok(s) => {
+                    info!(alert = %name, period = %period, sent = s.sent, failed = s.failed.len(), "Unsent alerts finished.")
+                }
+                Err(e) => error!(alert = %name, period = %period, error = %e, "Unsent alerts not finished."),
+            }
+        }
+        Ok(())
+    }
+
+    /// At start-up: runs an alert's latest slot at or before `now` if it did not run and is
+    /// not stale (within `catch_up_hours`; being the latest, it is before its next slot).
+    /// Older missed slots are stale and never run.
+    async fn catch_up_alert<F: Future>(
+        &mut self,
+        a: &AlertConfig,
+        now: DateTime<Utc>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<(), DaemonError> {
+        let Some(slot) = schedule::latest_slot(&a.cron, self.config.timezone, now) else { return Ok(()) };
+        let slot_utc = slot.with_timezone(&Utc);
+        if let Some(last) = self.store.last_run(&a.name)? {
+            let finished = last.outcome != RunOutcome::Running && last.outcome != RunOutcome::Failed;
+            if slot_utc < last.slot || (slot_utc == last.slot && finished) {
+                return Ok(());
+            }
+        }
+        if self.alert_stale(a, slot, now) {
+            warn!(alert = %a.name, slot = %slot.to_rfc3339(), catch_up_hours = self.config.daemon.catch_up_hours,
+                "Missed alert slot is stale (older than catch_up_hours); not run.");
+            return Ok(());
+        }
+        info!(alert = %a.name, slot = %slot.to_rfc3339(), "Catching up a missed alert slot.");
+        self.run_alert_slot(a, slot, shutdown).await
+    }
+
+    /// Runs one slot of an alert, retrying transient failures while it is not stale, and
+    /// records the run (under the alert's name; `status` shows it).
+    async fn run_alert_slot<F: Future>(
+        &mut self,
+        a: &AlertConfig,
+        slot: DateTime<Tz>,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<(), DaemonError> {
+        let key = alert::period_key(slot);
+        let run_id = self.store.start_run(&a.name, slot.with_timezone(&Utc), &key)?;
+        info!(alert = %a.name, slot = %key, "Alert started.");
+        let backoff = Backoff::from_config(&self.config.daemon);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = shutdown.finish(CatchPanic(Box::pin(self.runner.run_alert(a, slot)))).await;
+            let result = result.unwrap_or_else(|message| {
+                Err(anyhow::anyhow!("alert {} panicked ({message}); this is a bug, please report it", a.name))
+            });
+            crate::memory::return_freed();
+            let error = result.as_ref().err().map(|e| format!("{e:#}"));
+            self.store.note_attempts(run_id, attempt, error.as_deref())?;
+            match result {
+                Ok(summary) => {
+                    let outcome = if summary.failed.is_empty() { RunOutcome::Ok } else { RunOutcome::Partial };
+                    let detail = (!summary.failed.is_empty()).then(|| {
+                        summary.failed.iter().map(|(k, r)| format!("{k}: {r}")).collect::<Vec<_>>().join("; ")
+                    });
+                    self.store.finish_run(run_id, summary.sent, summary.failed.len(), outcome, detail.as_deref())?;
+                    info!(alert = %a.name, slot = %key, sent = summary.sent, skipped = summary.skipped,
+                        failed = summary.failed.len(), "Alert finished.");
+                    return Ok(());
+                }
+                Err(e)
+                    if is_transient(&e)
+                        && attempt < backoff.max_attempts
+                        && !shutdown.requested()
+                        && !self.alert_stale(a, slot, self.clock.now()) =>
+                {
+                    let wait = backoff.delay(attempt);
+                    warn!(alert = %a.name, slot = %key, attempt, wait_secs = wait.as_secs(), error = %format!("{e:#}"),
+                        "Alert failed; will retry.");
+                    shutdown.sleep(wait).await;
+                    if shutdown.requested() {
+                        self.store.finish_run(run_id, 0, 0, RunOutcome::Failed, Some(&format!("{e:#} (stopped)")))?;
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    error!(alert = %a.name, slot = %key, attempt, error = %reason, "Alert failed.");
+                    self.store.finish_run(run_id, 0, 0, RunOutcome::Failed, Some(&reason))?;
                     return Ok(());
                 }
             }

@@ -17,7 +17,7 @@ use crate::locale::{Language, fmt_count, fmt_date, fmt_money, fmt_number, fmt_pc
 use crate::text::{cut_bytes, one_line};
 
 /// The longest a CRM string may be in an alert, in bytes.
-const CRM_TEXT_BYTES: usize = 80;
+const CRM_TEXT_BYTES: usize = 120;
 
 /// A CRM string as an alert prints it: one line, cut.
 fn crm(s: &str) -> String {
@@ -280,8 +280,12 @@ fn summary_text(alert: &AlertConfig, e: &Evaluation, lang: Language) -> (String,
         (AlertRule::NewlyStuck, Language::Ru) => "с новыми зависшими сделками".to_owned(),
         (AlertRule::NewlyStuck, Language::En) => "with newly stuck deals".to_owned(),
     };
+    let what_short = match (&alert.rule, lang) {
+        (AlertRule::Pace { kpi, .. }, Language::Ru) => format!("отстают от плана («{}»)", kpi.label(lang)),
+        _ => what.clone(),
+    };
     let subject = match lang {
-        Language::Ru => format!("{}: менеджеров {what}: {n} ({at})", alert.name),
+        Language::Ru => format!("{}: {what_short}, менеджеров: {n} ({at})", alert.name),
         Language::En => format!("{}: {n} manager(s) {what} ({at})", alert.name),
     };
     let mut body = String::new();

@@ -59,7 +59,15 @@ pub fn pace_kpi_ok(kpi: Kpi) -> bool {
     kpi.is_additive() && kpi.direction() == Direction::HigherIsBetter && kpi != Kpi::OpenPipelineValue
 }
 
-const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const WEEKDAYS: [(&str, &str); 7] = [
+    ("mon", "monday"),
+    ("tue", "tuesday"),
+    ("wed", "wednesday"),
+    ("thu", "thursday"),
+    ("fri", "friday"),
+    ("sat", "saturday"),
+    ("sun", "sunday"),
+];
 
 impl Ctx<'_> {
     pub(super) fn calendar(&self, raw: Option<Spanned<RawCalendar>>) -> Result<Calendar, ConfigError> {
@@ -70,7 +78,7 @@ impl Ctx<'_> {
             let mut weekdays = [false; 7];
             for d in days.get_ref() {
                 let lower = d.trim().to_ascii_lowercase();
-                let Some(i) = WEEKDAYS.iter().position(|w| lower.starts_with(w) && lower.len() >= 3) else {
+                let Some(i) = WEEKDAYS.iter().position(|(short, long)| lower == *short || lower == *long) else {
                     return Err(self.err(
                         days.span(),
                         "calendar.working_days",

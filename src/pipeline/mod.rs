@@ -585,6 +585,16 @@ impl PipelineRunner {
     pub fn mailer(&self) -> &AnyMailer {
         &self.mailer
     }
+
+    /// The builder its runs fetch with (alerts fetch through it too).
+    pub fn builder(&self) -> &ReportBuilder {
+        &self.builder
+    }
+
+    /// The state store its deliveries are recorded in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 /// The mailer, counting each message it is handed for the progress shown.
