@@ -227,7 +227,7 @@ impl Ctx<'_> {
         let mut recipients: Vec<String> = Vec::new();
         for r in &raw.recipients {
             match r.parse::<lettre::message::Mailbox>() {
-                Ok(m) if !recipients.iter().any(|x| x.eq_ignore_ascii_case(&m.email.to_string())) => {
+                Ok(m) if !recipients.iter().any(|x| x.eq_ignore_ascii_case(m.email.as_ref())) => {
                     // One bare address each: it is the recipient's key in the ledger.
                     recipients.push(m.email.to_string());
                 }

@@ -650,35 +650,6 @@ pub fn compose_job_failure(mail: &MailConfig, lang: Language, failure: &JobFailu
     admin_message(mail, "failed", job, period, &subject, text)
 }
 
-/// A short plain-text message to one recipient: an alert. `id` (the alert, its period and
-/// the recipient's key) makes the Message-ID, the same on every attempt, so a send again
-/// after an interruption carries the same one; `date` is the alert's slot. The subject is
-/// flattened to one line; the body is sent as given (its CRM strings flattened by its
-/// author).
-pub fn compose_text(
-    mail: &MailConfig,
-    id: [&str; 3],
-    to: &[String],
-    subject: &str,
-    body: &str,
-    date: SystemTime,
-) -> Result<Outgoing, MailError> {
-    let from = parse_mailbox("mail.from", &mail.from)?;
-    let to = parse_recipients(to)?;
-    let hash = parts_hash(&[id[0].as_bytes(), id[1].as_bytes(), id[2].as_bytes()]);
-    let message_id = format!(
-        "sp.alert.{}.{}.{}.{hash:016x}@{}",
-        id_atom(id[0]),
-        id_atom(id[1]),
-        id_atom(id[2]),
-        from.email.domain()
-    );
-    let message = headers(mail, &from, &to, &one_line(subject), &message_id, date)?
-        .singlepart(SinglePart::plain(body.to_owned()))
-        .map_err(|e| compose_err("cannot build the message", e))?;
-    Ok(outgoing(message_id, &from, &to, message.formatted(), false))
-}
-
 /// A plain-text message to `admin_to`; `kind` goes into its Message-ID.
 fn admin_message(
     mail: &MailConfig,
@@ -706,6 +677,9 @@ fn admin_message(
         .map_err(|e| compose_err("cannot build the message", e))?;
     Ok(outgoing(message_id, &from, &to, message.formatted(), false))
 }
+
+mod text;
+pub use text::compose_text;
 
 #[cfg(test)]
 mod tests;
