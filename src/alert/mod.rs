@@ -14,6 +14,8 @@
 pub mod deliver;
 pub mod message;
 pub mod rules;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
