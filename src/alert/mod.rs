@@ -14,8 +14,6 @@
 pub mod deliver;
 pub mod message;
 pub mod rules;
-#[cfg(test)]
-mod tests;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -223,3 +221,6 @@ pub async fn run<M: crate::mail::Mailer + Sync>(
         messages = messages.len(), "Alert evaluated.");
     Ok(deliver::deliver(store, mailer, builder.config(), &alert.name, &evaluation.period_key, slot, &messages).await?)
 }
+
+#[cfg(test)]
+mod tests;
