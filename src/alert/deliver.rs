@@ -46,6 +46,9 @@ pub struct AlertSummary {
     pub failed: Vec<(String, String)>,
     /// Rows sent again after an interrupted attempt (a duplicate is possible).
     pub resent: Vec<String>,
+    /// The SMTP server refused the login (the reason): the rows after it were not tried
+    /// (each would be one more failed login); they wait, unsent, for the next try.
+    pub login_refused: Option<String>,
 }
 
 impl AlertSummary {
@@ -54,6 +57,7 @@ impl AlertSummary {
         self.skipped += other.skipped;
         self.failed.extend(other.failed);
         self.resent.extend(other.resent);
+        self.login_refused = self.login_refused.take().or(other.login_refused);
     }
 }
 
@@ -115,6 +119,10 @@ pub async fn deliver<M: Mailer + Sync>(
                 continue;
             }
         };
+        if summary.login_refused.is_some() {
+            // Left as recorded: the next try sends it, once the login works.
+            continue;
+        }
         summary.absorb(send_row(store, mailer, config, &key, from, slot, &backoff).await?);
     }
     Ok(summary)
@@ -134,7 +142,7 @@ pub async fn resume<M: Mailer + Sync>(
     let backoff = Backoff::from_config(&config.daemon);
     let mut summary = AlertSummary::default();
     for row in store.alert_sends(alert, period)? {
-        if resumable(&row) {
+        if resumable(&row) && summary.login_refused.is_none() {
             summary.absorb(send_row(store, mailer, config, &row.key, row.state, slot, &backoff).await?);
         }
     }
@@ -235,11 +243,20 @@ async fn send_row<M: Mailer + Sync>(
             }
             Err(e) if e.is_transient() && attempt < backoff.max_attempts => {
                 store.note_alert_retry(key, &e.to_string())?;
-                tokio::time::sleep(backoff.delay(attempt)).await;
+                if crate::pipeline::deliver::stopped_while_waiting(backoff.delay(attempt)).await {
+                    // Shutting down: transiently failed, so the next start-up sends it.
+                    fail(&mut summary, format!("{e} (not retried: shutting down)"), false)?;
+                    return Ok(summary);
+                }
+            }
+            Err(e @ MailError::LoginRefused { .. }) => {
+                // Not the row's fault: failed, not permanently (see `pipeline::deliver`).
+                fail(&mut summary, e.to_string(), false)?;
+                summary.login_refused = Some(e.to_string());
+                return Ok(summary);
             }
             Err(e) => {
-                let permanent = !e.is_transient() && !matches!(e, MailError::LoginRefused { .. });
-                fail(&mut summary, e.to_string(), permanent)?;
+                fail(&mut summary, e.to_string(), !e.is_transient())?;
                 return Ok(summary);
             }
         }

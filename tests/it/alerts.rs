@@ -329,3 +329,70 @@ async fn an_alert_cut_short_by_a_crash_is_sent_again_once_with_the_same_message_
     assert!(salespulse::alert::deliver::unsent_periods(&store).unwrap().is_empty());
     assert_eq!(smtp.received().len(), 1);
 }
+
+fn three_messages() -> Vec<salespulse::alert::AlertMessage> {
+    ["11", "13", "15"]
+        .iter()
+        .map(|id| salespulse::alert::AlertMessage {
+            recipient_key: (*id).to_owned(),
+            recipient_name: format!("Менеджер {id}"),
+            to: vec![format!("m{id}@example.ru")],
+            subject: "Отставание".into(),
+            body: "Текст\n".into(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_address_fails_its_row_only_and_a_refused_login_stops_the_round() {
+    let slot = utc(SLOT).with_timezone(&chrono_tz::Europe::Moscow);
+    let period = "2026-11-25T12:00+03:00";
+    // One address refused (550): that row fails for good, the others go.
+    let smtp = TestSmtp::start(SmtpOptions { reject_recipients: vec!["m13@example.ru".into()], ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&write_config(dir.path(), &smtp)).unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let mailer = smtp.mailer_for(&config.mail);
+    let done =
+        salespulse::alert::deliver::deliver(&store, &mailer, &config, "pace-revenue", period, slot, &three_messages())
+            .await
+            .unwrap();
+    assert_eq!((done.sent, done.failed.len()), (2, 1));
+    assert_eq!(done.failed[0].0, "13");
+    let rows = store.alert_sends("pace-revenue", period).unwrap();
+    let failed = rows.iter().find(|r| r.key.recipient_key == "13").unwrap();
+    assert!(failed.state == DeliveryState::Failed && failed.permanent, "{failed:?}");
+    assert!(
+        salespulse::alert::deliver::unsent_periods(&store).unwrap().is_empty(),
+        "a refused address waits for a person"
+    );
+
+    // The login refused: the first row fails (not for good), the rest are not tried and
+    // wait, recorded, for the next round.
+    let smtp = TestSmtp::start(SmtpOptions { refuse_login: true, ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&write_config(dir.path(), &smtp)).unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let mailer = smtp.mailer_for(&config.mail);
+    let done =
+        salespulse::alert::deliver::deliver(&store, &mailer, &config, "pace-revenue", period, slot, &three_messages())
+            .await
+            .unwrap();
+    assert_eq!((done.sent, done.failed.len()), (0, 1));
+    assert!(done.login_refused.is_some());
+    let states: Vec<(String, DeliveryState, bool)> = store
+        .alert_sends("pace-revenue", period)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.recipient_key, r.state, r.permanent))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("11".to_owned(), DeliveryState::Failed, false),
+            ("13".to_owned(), DeliveryState::Rendered, false),
+            ("15".to_owned(), DeliveryState::Rendered, false)
+        ]
+    );
+    assert_eq!(salespulse::alert::deliver::unsent_periods(&store).unwrap().len(), 1, "retried by the daemon");
+}
