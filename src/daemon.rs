@@ -8,6 +8,10 @@
 //! run is not caught up: a fresh install starts with the next slot rather than mailing last
 //! week's report the moment it is switched on.
 //!
+//! Alerts (`[[alert]]`) run on their own schedules beside the jobs (`daemon::alerts`): an
+//! alert is news only until its next slot, so only the latest missed slot is caught up, if
+//! within `catch_up_hours`, and alert messages left unsent are given up once stale.
+//!
 //! Time: slots come from `schedule` (DST-correct); the loop sleeps in short ticks and asks
 //! the [`Clock`] again after each, so a suspended machine or a clock set forward runs what
 //! fell due (a long-overdue slot only if within the catch-up horizon, and only the latest
