@@ -44,13 +44,31 @@ impl Report {
 /// nothing is wrong.
 pub async fn check(config: &Config, offline: bool, now: DateTime<Utc>, progress: &Progress) -> bool {
     let mut r = Report::default();
-    r.ok(&format!("config {} ({} jobs)", config.source_name, config.jobs.len()));
+    r.ok(&format!("config {} ({} jobs, {} alerts)", config.source_name, config.jobs.len(), config.alerts.len()));
     if config.jobs.is_empty() {
         r.fail("jobs", "the config has no [[job]]", "add a [[job]] section (config/example.toml has two)");
     }
     for job in &config.jobs {
         schedule_of(&mut r, config, job, now);
         templates_of(&mut r, config, job, now, progress).await;
+    }
+    for alert in &config.alerts {
+        let mut after = now;
+        let mut slots = Vec::new();
+        for _ in 0..3 {
+            let Some(slot) = schedule::next_slot(&alert.cron, config.timezone, after) else { break };
+            slots.push(slot.format("%a %Y-%m-%d %H:%M %Z").to_string());
+            after = slot.with_timezone(&Utc);
+        }
+        // The config refuses a crontab line that never fires.
+        r.ok(&format!(
+            "schedule of alert {} ({}, {:?}, {}): next {}",
+            alert.name,
+            alert.rule.as_str(),
+            alert.schedule,
+            config.timezone.name(),
+            slots.join(", ")
+        ));
     }
     if !offline {
         crm(&mut r, config, now, progress).await;

@@ -1,4 +1,4 @@
-//! The command line (README.md "Commands"): `check`, `report`, `send`, `run`, `status`.
+//! The command line (README.md "Commands"): `check`, `report`, `send`, `alert`, `run`, `status`.
 //!
 //! Exit codes: 0 success, 1 failure, 2 bad usage or bad config. Errors are printed once,
 //! as a chain (`{:#}`), on standard error; logs go to standard error too, so standard output
@@ -73,7 +73,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// The daemon: fire each job on its schedule.
+    /// Preview an alert: what it would send to whom at a slot; sends nothing.
+    Alert {
+        alert: String,
+        /// The slot, local time of the config's timezone: "2026-11-25 12:00" [default: the
+        /// alert's latest slot]
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// The daemon: fire each job and alert on its schedule.
     Run,
     /// Each job's last and next run, and deliveries pending or failed.
     Status,
@@ -196,6 +204,26 @@ async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
             print_summary(&job.name, &period, &summary);
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Alert { alert, at } => {
+            let Some(a) = config.alert(&alert) else {
+                let names: Vec<&str> = config.alerts.iter().map(|a| a.name.as_str()).collect();
+                return Err(usage(anyhow!(
+                    "failed to find alert {alert:?} in {} (alerts: {})",
+                    config.source_name,
+                    names.join(", ")
+                )));
+            };
+            require_secrets(&config, true, false)?;
+            let slot = match at {
+                Some(at) => parse_at(&at, config.timezone)?,
+                None => schedule::latest_slot(&a.cron, config.timezone, clock.now())
+                    .ok_or_else(|| usage(anyhow!("alert {} has no past slot; give --at", a.name)))?,
+            };
+            let builder = ReportBuilder::new(Arc::clone(&config)).with_progress(progress);
+            let (evaluation, messages) = crate::alert::preview(&builder, a, slot).await.map_err(anyhow::Error::from)?;
+            print!("{}", alert_preview(a, &evaluation, &messages));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run => {
             require_secrets(&config, true, true)?;
             let runner = PipelineRunner::new(Arc::clone(&config))?.with_progress(progress);
@@ -211,6 +239,55 @@ async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--at "2026-11-25 12:00"`: local time in `tz` (a time in a DST gap is the first instant
+/// after it, as slots are).
+fn parse_at(at: &str, tz: Tz) -> Result<DateTime<Tz>, Failure> {
+    let trimmed = at.trim();
+    let naive = ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(trimmed, f).ok())
+        .filter(|t| crate::domain::PERIOD_YEARS.contains(&chrono::Datelike::year(t)))
+        .ok_or_else(|| {
+            usage(anyhow!(
+                "failed to read --at {at:?} (expected local time such as \"2026-11-25 12:00\", years 1970 to 9998)"
+            ))
+        })?;
+    Ok(schedule::resolve_local(tz, naive))
+}
+
+/// What `alert` prints: who would get what. CRM strings are flattened to one line each
+/// (the bodies are made of flattened strings).
+fn alert_preview(
+    a: &crate::config::AlertConfig,
+    e: &crate::alert::Evaluation,
+    messages: &[crate::alert::AlertMessage],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "alert {} ({}), slot {}: {} manager(s) concerned, {} message(s); nothing sent",
+        a.name,
+        a.rule.as_str(),
+        e.period_key,
+        e.findings.len(),
+        messages.len()
+    );
+    for (name, why) in &e.not_checked {
+        let _ = writeln!(out, "not checked: {} ({why})", one_line(name));
+    }
+    for m in messages {
+        let _ = writeln!(out);
+        let to = if m.to.is_empty() { "no usable e-mail address".to_owned() } else { one_line(&m.to.join(", ")) };
+        let _ = writeln!(out, "--- to {} <{to}> [{}]", one_line(&m.recipient_name), one_line(&m.recipient_key));
+        let _ = writeln!(out, "subject: {}", one_line(&m.subject));
+        for line in m.body.lines() {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
 }
 
 /// Writes each PDF and its `.json` into `out/JOB/PERIOD/` and prints each PDF's path.
@@ -385,6 +462,56 @@ fn status_report(config: &Config, store: &Store, now: chrono::DateTime<chrono::U
         writeln!(out, "{} ({}, \"{}\"): {last}; next {next}", job.name, job.report.as_str(), job.schedule)?;
         if let Some((period, at, count)) = store.last_sent(&job.name)? {
             writeln!(out, "  last delivered: {period}, {count} report(s), last at {at}")?;
+        }
+    }
+    for a in &config.alerts {
+        let next = schedule::next_slot(&a.cron, tz, now)
+            .map(|t| t.format("%Y-%m-%d %H:%M %Z").to_string())
+            .unwrap_or_else(|| "never".to_owned());
+        let last = match store.last_run(&a.name)? {
+            Some(run) => {
+                let (runs, attempts) = store.slot_attempts(&a.name, run.slot)?;
+                format!(
+                    "last run for {}: {} sent, {} failed, {}",
+                    run.period,
+                    run.sent,
+                    run.failed,
+                    run_outcome(&run, runs, attempts)
+                )
+            }
+            None => "never run".to_owned(),
+        };
+        writeln!(out, "alert {} ({}, \"{}\"): {last}; next {next}", a.name, a.rule.as_str(), a.schedule)?;
+        if let Some((period, at, count)) = store.last_alert_sent(&a.name)? {
+            writeln!(out, "  last sent: {period}, {count} alert(s), last at {at}")?;
+            for row in store.alert_sends(&a.name, &period)? {
+                writeln!(
+                    out,
+                    "    {} {} <{}> [{}]: {}",
+                    row.key.channel,
+                    one_line(&row.recipient_name),
+                    one_line(&row.to.join(", ")),
+                    one_line(&row.key.recipient_key),
+                    row.state.as_str()
+                )?;
+            }
+        }
+    }
+    let unsent_alerts = store.unsent_alerts()?;
+    if !unsent_alerts.is_empty() {
+        writeln!(out, "alerts pending or failed:")?;
+        for r in unsent_alerts {
+            writeln!(
+                out,
+                "  {} {} {} {} <{}>: {}{}",
+                r.key.alert,
+                r.key.period,
+                r.key.channel,
+                one_line(&r.recipient_name),
+                one_line(&r.to.join(", ")),
+                r.state.as_str(),
+                r.last_error.map(|e| format!(" ({})", one_line(&e))).unwrap_or_default()
+            )?;
         }
     }
     let unsent = store.unsent()?;

@@ -8,6 +8,10 @@
 //! run is not caught up: a fresh install starts with the next slot rather than mailing last
 //! week's report the moment it is switched on.
 //!
+//! Alerts (`[[alert]]`) run on their own schedules beside the jobs (`daemon::alerts`): an
+//! alert is news only until its next slot, so only the latest missed slot is caught up, if
+//! within `catch_up_hours`, and alert messages left unsent are given up once stale.
+//!
 //! Time: slots come from `schedule` (DST-correct); the loop sleeps in short ticks and asks
 //! the [`Clock`] again after each, so a suspended machine or a clock set forward runs what
 //! fell due (a long-overdue slot only if within the catch-up horizon, and only the latest
@@ -42,7 +46,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, JobConfig};
+use crate::alert::AlertSummary;
+use crate::config::{AlertConfig, Config, JobConfig};
 use crate::crm::CrmError;
 use crate::domain::Period;
 use crate::mail::AnyMailer;
@@ -51,6 +56,8 @@ use crate::pipeline::deliver::{self, Backoff, DeliverOptions, DeliverySummary};
 use crate::pipeline::{PipelineError, PipelineRunner, RenderRequest};
 use crate::schedule::{self, Clock};
 use crate::store::{RunOutcome, Store, StoreError};
+
+mod alerts;
 
 /// The exit status that asks systemd to start the daemon again (SIGHUP).
 pub const EXIT_RESTART: u8 = 3;
@@ -72,6 +79,17 @@ pub trait JobRunner: Send + Sync {
         slot: DateTime<Tz>,
         period: &Period,
     ) -> impl Future<Output = Result<DeliverySummary, anyhow::Error>> + Send;
+
+    /// Runs one slot of an alert: fetch, evaluate, send through the alert ledger. A runner
+    /// without alerts (a test's stand-in) sends nothing.
+    fn run_alert(
+        &self,
+        alert: &AlertConfig,
+        slot: DateTime<Tz>,
+    ) -> impl Future<Output = Result<AlertSummary, anyhow::Error>> + Send {
+        let _ = (alert, slot);
+        async { Ok(AlertSummary::default()) }
+    }
 }
 
 /// The daemon's runner in production: `send`'s pipeline, with the defaults of a scheduled
@@ -85,6 +103,10 @@ impl JobRunner for PipelineRunner {
 
     async fn run_job(&self, job: &JobConfig, slot: DateTime<Tz>, period: &Period) -> anyhow::Result<DeliverySummary> {
         self.render_and_deliver(job, period, slot, &RenderRequest::default(), DeliverOptions::default()).await
+    }
+
+    async fn run_alert(&self, alert: &AlertConfig, slot: DateTime<Tz>) -> anyhow::Result<AlertSummary> {
+        crate::alert::run(self.builder(), self.store(), self.mailer(), alert, slot).await
     }
 }
 
@@ -184,15 +206,25 @@ pub async fn run_with<T>(
     info!(state_dir = %config.state_dir.display(), jobs = config.jobs.len(), "Daemon started.");
 
     daemon.finish_unsent(None, &mut shutdown).await?;
+    let started = clock.now();
+    daemon.finish_unsent_alerts(started, &mut shutdown).await?;
     // Each job's slots are handled up to and including this instant.
     let mut done: Vec<DateTime<Utc>> = Vec::with_capacity(config.jobs.len());
-    let started = clock.now();
     for job in &config.jobs {
         if shutdown.requested() {
             break;
         }
         daemon.catch_up(job, started, &mut shutdown).await?;
         done.push(started);
+    }
+    // The same for each alert.
+    let mut alerts_done: Vec<DateTime<Utc>> = Vec::with_capacity(config.alerts.len());
+    for a in &config.alerts {
+        if shutdown.requested() {
+            break;
+        }
+        daemon.catch_up_alert(a, started, &mut shutdown).await?;
+        alerts_done.push(started);
     }
 
     let retry_every = chrono::Duration::from_std(options.retry_every).unwrap_or(chrono::Duration::hours(1));
@@ -212,8 +244,10 @@ pub async fn run_with<T>(
         let next = config
             .jobs
             .iter()
+            .map(|j| &j.cron)
             .zip(&done)
-            .filter_map(|(job, after)| schedule::next_slot(&job.cron, config.timezone, *after))
+            .chain(config.alerts.iter().map(|a| &a.cron).zip(&alerts_done))
+            .filter_map(|(cron, after)| schedule::next_slot(cron, config.timezone, *after))
             .min();
         if let Some(next) = next {
             notify(options, &[sd_notify::NotifyState::Status(&format!("waiting for {}", next.to_rfc3339()))]);
@@ -250,6 +284,26 @@ pub async fn run_with<T>(
                 continue;
             }
             daemon.run_slot(job, slot, &mut shutdown).await?;
+        }
+        for (a, after) in config.alerts.iter().zip(alerts_done.iter_mut()) {
+            if shutdown.requested() {
+                break;
+            }
+            let missed = schedule::slots_between(&a.cron, config.timezone, *after, now);
+            *after = now;
+            let Some(slot) = missed.last().cloned() else { continue };
+            if missed.len() > 1 {
+                warn!(alert = %a.name, skipped = missed.len() - 1, slot = %slot.to_rfc3339(),
+                    "Several alert slots fell due at once (clock change or suspend); the older ones are stale, running the latest only.");
+            }
+            let late = now - slot.with_timezone(&Utc);
+            let on_time = late.to_std().map_or(true, |late| late <= watched);
+            if !on_time && late > daemon.horizon() {
+                warn!(alert = %a.name, slot = %slot.to_rfc3339(), catch_up_hours = config.daemon.catch_up_hours,
+                    "Alert slot passed while the daemon was not watching and is older than catch_up_hours; stale, not run.");
+                continue;
+            }
+            daemon.run_alert_slot(a, slot, &mut shutdown).await?;
         }
     }
 
@@ -374,6 +428,19 @@ impl<R: JobRunner> Daemon<'_, R> {
         shutdown: &mut Shutdown<'_, F>,
     ) -> Result<(), DaemonError> {
         self.finish_unsent(Some(now), shutdown).await?;
+        self.finish_unsent_alerts(now, shutdown).await?;
+        for a in &self.config.alerts {
+            if shutdown.requested() {
+                return Ok(());
+            }
+            let Some(last) = self.store.last_run(&a.name)? else { continue };
+            let slot = last.slot.with_timezone(&self.config.timezone);
+            if last.outcome != RunOutcome::Failed || self.alert_stale(a, slot, now) {
+                continue;
+            }
+            info!(alert = %a.name, slot = %last.period, "Running a failed alert again.");
+            self.run_alert_slot(a, slot, shutdown).await?;
+        }
         for job in &self.config.jobs {
             if shutdown.requested() {
                 return Ok(());

@@ -12,6 +12,9 @@ use chrono::{DateTime, Datelike, Duration, FixedOffset, IsoWeek, NaiveDate, Naiv
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+mod calendar;
+pub use calendar::Calendar;
+
 /// A Bitrix24 record id (users, departments, deals, leads, activities, pipelines).
 pub type Id = u64;
 

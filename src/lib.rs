@@ -6,6 +6,7 @@
 //! returns a PDF, `mail` delivers it, `store` remembers what was delivered, `schedule`
 //! says when, and `pipeline` / `daemon` / `cli` put the stages in order.
 
+pub mod alert;
 pub mod chart;
 pub mod chat;
 pub mod check;

@@ -11,6 +11,7 @@
 //! directory, as on any command line; the systemd unit sets that directory.
 
 mod channels;
+mod alerts;
 mod jobs;
 mod parse;
 mod secrets;
@@ -22,13 +23,14 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 
-use crate::domain::{Id, Scope};
+use crate::domain::{Calendar, Id, Scope};
 use crate::kpi::{Kpi, KpiSettings, Targets};
 use crate::locale::Language;
 
 use parse::{Ctx, RawConfig};
 
 pub use channels::{Channel, TELEGRAM_API_URL, TelegramConfig, check_api_url, is_dialog_id, is_telegram_chat_id};
+pub use alerts::{AlertConfig, AlertRule, MAX_SILENCE_DAYS, pace_kpi_ok};
 pub use jobs::{JobConfig, PeriodRule, ReportKind, parse_cron};
 pub use secrets::{CREDENTIALS_DIRECTORY, Secret, SecretRef};
 pub use sections::check_webhook_url;
@@ -69,6 +71,10 @@ pub struct Config {
     pub targets: Targets,
     /// `[telegram]`, when a job sends through Telegram.
     pub telegram: Option<TelegramConfig>,
+    /// `[calendar]`: working days and holidays, for alerts.
+    pub calendar: Calendar,
+    /// `[[alert]]`.
+    pub alerts: Vec<AlertConfig>,
 }
 
 /// Where CRM data comes from.
@@ -256,6 +262,10 @@ impl Config {
     /// Whether any job sends through `channel`.
     pub fn uses_channel(&self, channel: Channel) -> bool {
         self.jobs.iter().any(|j| j.channels.contains(&channel))
+    }
+
+    pub fn alert(&self, name: &str) -> Option<&AlertConfig> {
+        self.alerts.iter().find(|a| a.name == name)
     }
 
     pub fn job(&self, name: &str) -> Option<&JobConfig> {

@@ -34,6 +34,9 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) targets: RawTargets,
     pub(super) telegram: Option<Spanned<RawTelegram>>,
+    pub(super) calendar: Option<Spanned<RawCalendar>>,
+    #[serde(default)]
+    pub(super) alert: Vec<Spanned<RawAlert>>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +50,29 @@ pub(super) struct RawTelegram {
     pub(super) timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) chats: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCalendar {
+    pub(super) working_days: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(super) holidays: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlert {
+    pub(super) name: Spanned<String>,
+    pub(super) schedule: Spanned<String>,
+    pub(super) rule: Spanned<String>,
+    pub(super) kpi: Option<Spanned<String>>,
+    pub(super) period: Option<Spanned<String>>,
+    pub(super) min_share: Option<Spanned<f64>>,
+    pub(super) working_days: Option<Spanned<u32>>,
+    pub(super) to_manager: Option<bool>,
+    #[serde(default)]
+    pub(super) recipients: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +285,8 @@ impl Ctx<'_> {
                 })
                 .collect::<Result<_, ConfigError>>()?,
         };
+        let calendar = self.calendar(raw.calendar)?;
+        let alerts = self.alerts(raw.alert, &jobs, &targets)?;
         Ok(Config {
             source_name: self.name.to_owned(),
             timezone,
@@ -271,6 +299,8 @@ impl Ctx<'_> {
             jobs,
             targets,
             telegram,
+            calendar,
+            alerts,
         })
     }
 

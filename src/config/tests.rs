@@ -290,3 +290,121 @@ fn telegram_takes_a_secret_token_an_api_url_and_chats() {
     let (_, key, _) = invalid(&format!("{MINIMAL}[telegram]\nbot_token = \"1:x\"\ntimeout_secs = 0\n"));
     assert_eq!(key, "telegram.timeout_secs");
 }
+
+const PACE: &str = r#"
+[[alert]]
+name = "pace"
+schedule = "0 12 * * WED"
+rule = "pace"
+kpi = "revenue"
+period = "week"
+min_share = 0.6
+recipients = ["Head <head@example.ru>", "HEAD@example.ru"]
+"#;
+
+const WEEK_REVENUE: &str = "\n[targets.default.week]\nrevenue = 400000\n";
+
+#[test]
+fn alerts_and_the_calendar_parse_with_their_defaults() {
+    let text = format!(
+        "{MINIMAL}{PACE}{WEEK_REVENUE}\n[calendar]\nholidays = [\"2026-11-04\", \"2026-11-04\", \"2026-12-31\"]\n\n\
+         [[alert]]\nname = \"quiet\"\nschedule = \"0 10 * * MON-FRI\"\nrule = \"silence\"\nworking_days = 2\n\n\
+         [[alert]]\nname = \"stuck\"\nschedule = \"0 9 * * *\"\nrule = \"newly-stuck\"\nto_manager = true\n"
+    );
+    let c = parse(&text).unwrap();
+    let pace = c.alert("pace").unwrap();
+    assert_eq!(pace.rule, AlertRule::Pace { kpi: Kpi::Revenue, period: PeriodKind::Week, min_share: 0.6 });
+    assert!(pace.to_manager);
+    // A bare address each, a second spelling of the same one dropped.
+    assert_eq!(pace.recipients, ["head@example.ru"]);
+    assert_eq!(c.alert("quiet").unwrap().rule, AlertRule::Silence { working_days: 2 });
+    assert_eq!(c.alert("stuck").unwrap().rule, AlertRule::NewlyStuck);
+    assert_eq!(c.calendar.holidays.len(), 2);
+    assert_eq!(c.calendar.working_weekdays, [true, true, true, true, true, false, false]);
+    let six = parse(&format!(
+        "{MINIMAL}[calendar]\nworking_days = [\"Mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sat\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(six.calendar.working_weekdays, [true, true, true, true, true, true, false]);
+    assert!(parse(MINIMAL).unwrap().alerts.is_empty());
+}
+
+#[test]
+fn alert_mistakes_name_line_and_key() {
+    let pace = format!("{MINIMAL}{PACE}{WEEK_REVENUE}");
+    let cases: &[(String, &str, &str)] = &[
+        (pace.replace("\"revenue\"", "\"win_rate\""), "alert.kpi", "cannot be pro-rated"),
+        (pace.replace("\"revenue\"", "\"cycle_days_median\""), "alert.kpi", "cannot be pro-rated"),
+        (pace.replace("\"revenue\"", "\"deals_lost\""), "alert.kpi", "cannot be pro-rated"),
+        (pace.replace("\"revenue\"", "\"open_pipeline_value\""), "alert.kpi", "cannot be pro-rated"),
+        (pace.replace("\"revenue\"", "\"turnover\""), "alert.kpi", "unknown KPI"),
+        (pace.replace("\"revenue\"", "\"deals_won\""), "alert.kpi", "no weekly target for \"deals_won\""),
+        (pace.replace("period = \"week\"", "period = \"month\""), "alert.kpi", "no monthly target"),
+        (pace.replace("period = \"week\"", "period = \"quarter\""), "alert.period", "\"week\" or \"month\""),
+        (pace.replace("min_share = 0.6", "min_share = 0"), "alert.min_share", "0.01 to 1"),
+        (pace.replace("min_share = 0.6", "min_share = 1.5"), "alert.min_share", "0.01 to 1"),
+        (pace.replace("min_share = 0.6", "min_share = nan"), "alert.min_share", "0.01 to 1"),
+        (pace.replace("min_share = 0.6\n", ""), "alert.min_share", "needs min_share"),
+        (pace.replace("min_share = 0.6", "working_days = 2"), "alert.working_days", "not a key of rule = \"pace\""),
+        (pace.replace("\"0 12 * * WED\"", "\"0 12 * *\""), "alert.schedule", "5 crontab fields"),
+        (pace.replace("rule = \"pace\"", "rule = \"panic\""), "alert.rule", "\"newly-stuck\""),
+        (pace.replace("name = \"pace\"", "name = \"pace now\""), "alert.name", "letters, digits"),
+        (pace.replace("\"HEAD@example.ru\"", "\"not an address\""), "alert.recipients", "not an e-mail address"),
+        (format!("{pace}{PACE}"), "alert.name", "already the name"),
+        (
+            format!(
+                "{pace}[[job]]\nname = \"pace\"\nreport = \"manager\"\nschedule = \"0 8 * * MON\"\nperiod = \"previous-week\"\n"
+            ),
+            "alert.name",
+            "already the name",
+        ),
+        (
+            format!("{MINIMAL}[[alert]]\nname = \"q\"\nschedule = \"0 9 * * *\"\nrule = \"silence\"\n"),
+            "alert.working_days",
+            "needs working_days",
+        ),
+        (
+            format!(
+                "{MINIMAL}[[alert]]\nname = \"q\"\nschedule = \"0 9 * * *\"\nrule = \"silence\"\nworking_days = 0\n"
+            ),
+            "alert.working_days",
+            "1 to 250",
+        ),
+        (
+            format!(
+                "{MINIMAL}[[alert]]\nname = \"q\"\nschedule = \"0 9 * * *\"\nrule = \"silence\"\nworking_days = 100000\n"
+            ),
+            "alert.working_days",
+            "1 to 250",
+        ),
+        (
+            format!(
+                "{MINIMAL}[[alert]]\nname = \"q\"\nschedule = \"0 9 * * *\"\nrule = \"newly-stuck\"\nkpi = \"revenue\"\n"
+            ),
+            "alert.kpi",
+            "not a key of rule = \"newly-stuck\"",
+        ),
+        (
+            format!(
+                "{MINIMAL}[[alert]]\nname = \"q\"\nschedule = \"0 9 * * *\"\nrule = \"newly-stuck\"\nto_manager = false\n"
+            ),
+            "alert.recipients",
+            "needs recipients",
+        ),
+        (format!("{MINIMAL}[calendar]\nholidays = [\"2026-02-30\"]\n"), "calendar.holidays", "expected a date"),
+        (format!("{MINIMAL}[calendar]\nholidays = [\"04.11.2026\"]\n"), "calendar.holidays", "expected a date"),
+        (format!("{MINIMAL}[calendar]\nholidays = [\"99999-01-01\"]\n"), "calendar.holidays", "expected a date"),
+        (format!("{MINIMAL}[calendar]\nworking_days = []\n"), "calendar.working_days", "at least one"),
+        (
+            format!("{MINIMAL}[calendar]\nworking_days = [\"monday-ish\", \"xx\"]\n"),
+            "calendar.working_days",
+            "weekdays",
+        ),
+    ];
+    for (text, want_key, want) in cases {
+        let (line, key, message) = invalid(text);
+        assert_eq!(key, *want_key, "{message}\n{text}");
+        assert!(message.contains(want), "{key}: {message}");
+        assert!(line > 1, "{key}: a line is named");
+    }
+}

@@ -691,6 +691,8 @@ fn admin_message(
 mod chat;
 pub use chat::compose_chat_text;
 use chat::with_channel;
+mod text;
+pub use text::compose_text;
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ mod smtp;
 
 pub use compose::{
     DigestLine, HEADLINE_KPIS, JobFailure, compose, compose_chat_text, compose_digest, compose_digest_in,
-    compose_job_failure, rerun_command, resend_command,
+    compose_job_failure, compose_text, rerun_command, resend_command,
 };
 pub use outbox::OutboxMailer;
 pub use smtp::SmtpMailer;

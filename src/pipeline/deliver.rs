@@ -513,7 +513,7 @@ pub async fn with_stop<F: std::future::Future>(stop: tokio::sync::watch::Receive
 }
 
 /// Waits `d`; says whether a stop came first.
-async fn stopped_while_waiting(d: Duration) -> bool {
+pub(crate) async fn stopped_while_waiting(d: Duration) -> bool {
     let Ok(mut stop) = STOP.try_with(|s| s.clone()) else {
         tokio::time::sleep(d).await;
         return false;

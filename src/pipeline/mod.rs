@@ -312,6 +312,23 @@ impl ReportBuilder {
         self.fetch(&request, slot).await.map(drop)
     }
 
+    /// The CRM snapshot an alert reads: the records from `since` (the start of the oldest
+    /// window its rule looks at), as of `slot` (the demo portal is generated as of it). No
+    /// product rows: an alert needs none.
+    pub async fn fetch_since(&self, since: DateTime<Tz>, slot: DateTime<Tz>) -> Result<CrmSnapshot, PipelineError> {
+        let until = slot.fixed_offset();
+        let request = FetchRequest {
+            since: since.fixed_offset().min(until),
+            until,
+            period_start: until,
+            scope: self.config.crm.scope(),
+            satisfaction_field: self.config.crm.satisfaction_field.clone(),
+        };
+        let _shown = self.progress.begin("alert: CRM read");
+        self.progress.stage(Stage::Fetch, None);
+        self.fetch(&request, slot).await
+    }
+
     /// The scopes of the configured webhook (the portal's `scope` method); `None` for the
     /// demo portal, which has them all.
     pub async fn webhook_scopes(&self) -> Result<Option<Vec<String>>, PipelineError> {
@@ -567,6 +584,16 @@ impl PipelineRunner {
     /// The mailer the reports are sent with.
     pub fn mailer(&self) -> &AnyMailer {
         &self.mailer
+    }
+
+    /// The builder its runs fetch with (alerts fetch through it too).
+    pub fn builder(&self) -> &ReportBuilder {
+        &self.builder
+    }
+
+    /// The state store its deliveries are recorded in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }
 

@@ -37,7 +37,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(s: &str) -> DeliveryState {
+    pub(super) fn parse(s: &str) -> DeliveryState {
         match s {
             "rendered" => DeliveryState::Rendered,
             "sending" => DeliveryState::Sending,

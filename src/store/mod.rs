@@ -30,10 +30,12 @@
 //! The store is shared by async tasks; its calls are short local transactions, so it uses a
 //! `std::sync::Mutex` around one connection rather than a pool.
 
+mod alerts;
 pub mod cache;
 mod ledger;
 mod runs;
 
+pub use alerts::{AlertSend, AlertSendKey, NewAlertSend};
 pub use ledger::{Delivery, DeliveryKey, DeliveryState, NewDelivery, Recorded};
 pub use runs::{RunOutcome, RunRecord};
 
@@ -154,6 +156,32 @@ FROM deliveries;
 DROP TABLE deliveries;
 ALTER TABLE deliveries_v5 RENAME TO deliveries;
 CREATE INDEX deliveries_state ON deliveries (state);
+"#,
+    r#"
+-- Alerts (`[[alert]]`): one short text per (alert, period, recipient, channel). The
+-- period is the alert's slot; the channel is 'email' until chat channels carry alerts.
+-- The states and the claim rule are the deliveries' own.
+CREATE TABLE alert_sends (
+    alert          TEXT NOT NULL,
+    period         TEXT NOT NULL,
+    recipient_key  TEXT NOT NULL,           -- a manager's Bitrix24 id, or a fixed address
+    channel        TEXT NOT NULL,
+    recipient_name TEXT NOT NULL,
+    addresses      TEXT NOT NULL,           -- JSON array of e-mail addresses
+    subject        TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('rendered', 'sending', 'sent', 'failed', 'unknown')),
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    permanent      INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    message_id     TEXT,
+    claimed_by     TEXT,
+    created_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    sent_at        TEXT,
+    PRIMARY KEY (alert, period, recipient_key, channel)
+);
+CREATE INDEX alert_sends_state ON alert_sends (state);
 "#,
 ];
 

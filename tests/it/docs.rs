@@ -38,8 +38,8 @@ fn parser_keys() -> BTreeSet<String> {
     // The top level: plain keys, and the tables, each documented under its own heading.
     let doc = read("docs/configuration.md");
     for key in accepted(&format!("{probe}{MINIMAL}")) {
-        let heading = if key == "job" { "## `[[job]]`".to_owned() } else { format!("## `[{key}]`") };
-        if ["crm", "mail", "report", "daemon", "job", "targets", "telegram"].contains(&key.as_str()) {
+        let heading = if key == "job" || key == "alert" { format!("## `[[{key}]]`") } else { format!("## `[{key}]`") };
+        if ["crm", "mail", "report", "daemon", "job", "targets", "telegram", "calendar", "alert"].contains(&key.as_str()) {
             assert!(doc.contains(&heading), "docs/configuration.md has a section {heading}");
         } else {
             keys.insert(key);
@@ -49,11 +49,13 @@ fn parser_keys() -> BTreeSet<String> {
         let text = MINIMAL.replace(&format!("[{table}]\n"), &format!("[{table}]\n{probe}"));
         keys.extend(accepted(&text).into_iter().map(|k| format!("{table}.{k}")));
     }
-    for table in ["report", "daemon", "targets", "telegram"] {
+    for table in ["report", "daemon", "targets", "telegram", "calendar"] {
         let found = accepted(&format!("{MINIMAL}[{table}]\n{probe}"));
         keys.extend(found.into_iter().map(|k| format!("{table}.{k}")));
     }
     keys.extend(accepted(&format!("{MINIMAL}{job}{probe}")).into_iter().map(|k| format!("job.{k}")));
+    let alert = "[[alert]]\nname = \"a\"\nschedule = \"0 12 * * WED\"\nrule = \"newly-stuck\"\n";
+    keys.extend(accepted(&format!("{MINIMAL}{alert}{probe}")).into_iter().map(|k| format!("alert.{k}")));
     // A period's targets: `week` and `month` under `default`, `department` and each manager.
     let periods = accepted(&format!("{MINIMAL}[targets.default]\n{probe}"));
     assert_eq!(periods, accepted(&format!("{MINIMAL}[targets.managers.\"17\"]\n{probe}")));

@@ -8,6 +8,7 @@
 //!   misbehaving portal through the fault proxy).
 //! - Mail and delivery: `smtp` (the mailer), `delivery` (exactly once through the ledger),
 //!   `daemon_crash` (killed mid-send), `chat` (the Bitrix24 messenger and Telegram channels).
+//! - Alerts: `alerts` (the preview, the daemon sending Wednesday's pace alert once).
 //! - The daemon: `daemon` (schedule, catch-up, retries, shutdown, signals),
 //!   `daemon_faults` (over the real pipeline, CRM faults).
 //! - Operations: `install` (install script, systemd unit), `check`, `secrets`, `private`,
@@ -16,6 +17,7 @@
 //!
 //! Shared helpers are in `support/` (its `mod.rs` lists them).
 
+mod alerts;
 mod architecture;
 mod bench_smoke;
 mod bitrix24;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Id, Lead, Period, PeriodKind, Semantics};
+use crate::domain::{Id, Lead, Period, PeriodKind, Semantics, Timestamp};
 
 use super::analysis::{Analysis, Bounds, DealFacts, TeamValues, Values};
 use crate::kpi::catalog::Kpi;
@@ -38,6 +38,12 @@ impl Analysis<'_> {
     /// The sixteen KPIs of a population over a period.
     pub fn values(&self, pop: &[Id], period: &Period) -> Values {
         self.values_in(pop, &Bounds::new(period))
+    }
+
+    /// The sixteen KPIs of a population over `[start, until)`: a period to date, as a pace
+    /// alert reads it (docs/kpi.md "Alerts"), by the same rules as a whole period.
+    pub fn values_between(&self, pop: &[Id], start: Timestamp, until: Timestamp) -> Values {
+        self.values_in(pop, &Bounds { start, end: until })
     }
 
     pub(super) fn values_in(&self, pop: &[Id], b: &Bounds) -> Values {

@@ -39,6 +39,35 @@ impl Analysis<'_> {
         out
     }
 
+    /// A manager's deals open at `at` (docs/kpi.md "The stage of a deal at the period's
+    /// end", with `at` as the end), the most money first (equal: lower id first), each with
+    /// the days its stage had not changed: what an alert tells a manager to call first.
+    pub fn open_deals(&self, manager: Id, at: &Timestamp) -> Vec<StuckDeal> {
+        let mut out: Vec<StuckDeal> = self
+            .deals_of(&[manager])
+            .filter_map(|d| {
+                let (stage, days) = d.open_at(at)?;
+                Some(StuckDeal {
+                    id: d.deal.id.to_string(),
+                    title: d.deal.title.clone(),
+                    stage: self.stages.get(stage).map(|s| s.name.clone()).unwrap_or_else(|| stage.to_owned()),
+                    pipeline: self.pipeline_name(d.deal.pipeline_id),
+                    days,
+                    value: d.money,
+                    manager: self.user_name(d.deal.assigned_by),
+                    value_text: None,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.value.total_cmp(&a.value).then_with(|| {
+                let id = |s: &StuckDeal| s.id.parse::<Id>().unwrap_or(Id::MAX);
+                id(a).cmp(&id(b))
+            })
+        });
+        out
+    }
+
     pub(super) fn pipeline_name(&self, id: Id) -> String {
         self.snapshot.pipelines.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_else(|| format!("#{id}"))
     }

@@ -1,0 +1,264 @@
+//! Alerts through the alert ledger, each (alert, period, recipient, channel) at most once,
+//! with the report ledger's crash rule (`pipeline::deliver`): a row is claimed before its
+//! transaction and marked sent right after the server's 250; a row a crash left `sending`
+//! becomes `unknown` and is sent again once, as it was (same text, same Message-ID), and the
+//! log says a duplicate is possible. Transient failures are retried with `[daemon]` backoff;
+//! a row that still fails, or is left unsent, is retried by the daemon until the alert is
+//! stale (its next slot, see `daemon`), then given up.
+//!
+//! An alert message is one value, [`AlertMessage`] (a short text to one recipient), handed
+//! to one send function, `send_message`, which picks the row's channel: a chat channel is
+//! another arm there.
+
+use std::time::SystemTime;
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::mail::{MailError, Mailer, Outgoing};
+use crate::pipeline::deliver::Backoff;
+use crate::store::{AlertSend, AlertSendKey, DeliveryState, NewAlertSend, Recorded, Store, StoreError};
+
+/// The only channel alerts go through for now.
+pub const CHANNEL_EMAIL: &str = "email";
+
+/// A short text to one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertMessage {
+    /// The manager's Bitrix24 id, or a fixed recipient's address: the ledger's key.
+    pub recipient_key: String,
+    pub recipient_name: String,
+    /// Where it goes; empty when the manager has no usable e-mail address.
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// What one delivery of an alert did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertSummary {
+    pub sent: usize,
+    /// Sent before, or being sent by another process.
+    pub skipped: usize,
+    /// (recipient key, reason) of rows that failed now.
+    pub failed: Vec<(String, String)>,
+    /// Rows sent again after an interrupted attempt (a duplicate is possible).
+    pub resent: Vec<String>,
+    /// The SMTP server refused the login (the reason): the rows after it were not tried
+    /// (each would be one more failed login); they wait, unsent, for the next try.
+    pub login_refused: Option<String>,
+}
+
+impl AlertSummary {
+    fn absorb(&mut self, other: AlertSummary) {
+        self.sent += other.sent;
+        self.skipped += other.skipped;
+        self.failed.extend(other.failed);
+        self.resent.extend(other.resent);
+        self.login_refused = self.login_refused.take().or(other.login_refused);
+    }
+}
+
+/// An alert message as an e-mail (plain text) for the row `key`: the key makes its
+/// Message-ID, the same on every attempt; `date` is the alert's slot.
+pub fn compose_email(
+    config: &Config,
+    key: &AlertSendKey,
+    message: &AlertMessage,
+    date: SystemTime,
+) -> Result<Outgoing, MailError> {
+    let id = [key.alert.as_str(), key.period.as_str(), key.recipient_key.as_str()];
+    crate::mail::compose_text(&config.mail, id, &message.to, &message.subject, &message.body, date)
+}
+
+/// Sends one alert message through its row's channel (only `email` so far); `Ok` when the
+/// server accepted it. The seam where chat channels join.
+async fn send_message<M: Mailer + Sync>(mailer: &M, key: &AlertSendKey, email: &Outgoing) -> Result<(), MailError> {
+    match key.channel.as_str() {
+        CHANNEL_EMAIL => mailer.send(email).await,
+        other => Err(MailError::Compose { detail: format!("unknown alert channel {other:?}") }),
+    }
+}
+
+/// Records each message of an alert's slot in the ledger and sends each row not yet sent,
+/// exactly once.
+pub async fn deliver<M: Mailer + Sync>(
+    store: &Store,
+    mailer: &M,
+    config: &Config,
+    alert: &str,
+    period: &str,
+    slot: DateTime<Tz>,
+    messages: &[AlertMessage],
+) -> Result<AlertSummary, StoreError> {
+    store.recover_interrupted_alerts()?;
+    let mut summary = AlertSummary::default();
+    let backoff = Backoff::from_config(&config.daemon);
+    for m in messages {
+        let key = AlertSendKey {
+            alert: alert.to_owned(),
+            period: period.to_owned(),
+            recipient_key: m.recipient_key.clone(),
+            channel: CHANNEL_EMAIL.to_owned(),
+        };
+        let new = NewAlertSend {
+            key: key.clone(),
+            recipient_name: &m.recipient_name,
+            to: &m.to,
+            subject: &m.subject,
+            body: &m.body,
+        };
+        let from = match store.record_alert(&new)? {
+            Recorded::Ready => DeliveryState::Rendered,
+            Recorded::Interrupted => DeliveryState::Unknown,
+            Recorded::AlreadySent | Recorded::InFlight => {
+                info!(alert, period, recipient = %m.recipient_key, "Alert sent before or being sent; skipped.");
+                summary.skipped += 1;
+                continue;
+            }
+        };
+        if summary.login_refused.is_some() {
+            // Left as recorded: the next try sends it, once the login works.
+            continue;
+        }
+        summary.absorb(send_row(store, mailer, config, &key, from, slot, &backoff).await?);
+    }
+    Ok(summary)
+}
+
+/// Sends the rows of (alert, period) left unsent (`rendered`, `unknown`, transiently
+/// `failed`) from the ledger, as they were recorded.
+pub async fn resume<M: Mailer + Sync>(
+    store: &Store,
+    mailer: &M,
+    config: &Config,
+    alert: &str,
+    period: &str,
+    slot: DateTime<Tz>,
+) -> Result<AlertSummary, StoreError> {
+    store.recover_interrupted_alerts()?;
+    let backoff = Backoff::from_config(&config.daemon);
+    let mut summary = AlertSummary::default();
+    for row in store.alert_sends(alert, period)? {
+        if resumable(&row) && summary.login_refused.is_none() {
+            summary.absorb(send_row(store, mailer, config, &row.key, row.state, slot, &backoff).await?);
+        }
+    }
+    Ok(summary)
+}
+
+/// Gives up the rows of (alert, period) left unsent: the alert is stale.
+pub fn give_up(store: &Store, alert: &str, period: &str, reason: &str) -> Result<usize, StoreError> {
+    store.recover_interrupted_alerts()?;
+    let mut n = 0;
+    for row in store.alert_sends(alert, period)? {
+        if resumable(&row) && store.claim_alert(&row.key, &[row.state])?.is_some() {
+            store.mark_alert_failed(&row.key, reason, true)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn resumable(row: &AlertSend) -> bool {
+    match row.state {
+        DeliveryState::Rendered | DeliveryState::Unknown => true,
+        DeliveryState::Failed => !row.permanent,
+        DeliveryState::Sending | DeliveryState::Sent => false,
+    }
+}
+
+/// The (alert, period) pairs with rows left unsent (dead processes' `sending` rows turned
+/// `unknown` first).
+pub fn unsent_periods(store: &Store) -> Result<Vec<(String, String)>, StoreError> {
+    store.recover_interrupted_alerts()?;
+    let mut out: Vec<(String, String)> =
+        store.unsent_alerts()?.into_iter().filter(resumable).map(|r| (r.key.alert, r.key.period)).collect();
+    out.dedup();
+    Ok(out)
+}
+
+async fn send_row<M: Mailer + Sync>(
+    store: &Store,
+    mailer: &M,
+    config: &Config,
+    key: &AlertSendKey,
+    from: DeliveryState,
+    slot: DateTime<Tz>,
+    backoff: &Backoff,
+) -> Result<AlertSummary, StoreError> {
+    let mut summary = AlertSummary::default();
+    let Some(row) = store.claim_alert(key, &[from])? else {
+        summary.skipped += 1;
+        return Ok(summary);
+    };
+    let interrupted = from == DeliveryState::Unknown && row.attempts > 0;
+    let fail = |summary: &mut AlertSummary, reason: String, permanent: bool| -> Result<(), StoreError> {
+        warn!(alert = %key.alert, period = %key.period, recipient = %key.recipient_key, reason = %reason, "Alert not sent.");
+        store.mark_alert_failed(key, &reason, permanent)?;
+        summary.failed.push((key.recipient_key.clone(), reason));
+        Ok(())
+    };
+    if row.to.is_empty() {
+        let reason = "no usable e-mail address in Bitrix24 (EMAIL is empty or not one bare address)".to_owned();
+        fail(&mut summary, reason, true)?;
+        return Ok(summary);
+    }
+    if interrupted && row.attempts >= backoff.max_attempts {
+        fail(&mut summary, format!("gave up after {} interrupted attempts", row.attempts), false)?;
+        return Ok(summary);
+    }
+    let message = AlertMessage {
+        recipient_key: row.key.recipient_key.clone(),
+        recipient_name: row.recipient_name.clone(),
+        to: row.to.clone(),
+        subject: row.subject.clone(),
+        body: row.body.clone(),
+    };
+    let date = SystemTime::from(slot);
+    let mut attempt = if interrupted { row.attempts } else { 0 };
+    let email = match compose_email(config, key, &message, date) {
+        Ok(o) => o,
+        Err(e) => {
+            fail(&mut summary, e.to_string(), true)?;
+            return Ok(summary);
+        }
+    };
+    loop {
+        attempt += 1;
+        store.start_alert_attempt(key, &email.message_id)?;
+        match send_message(mailer, key, &email).await {
+            Ok(()) => {
+                store.mark_alert_sent(key)?;
+                info!(alert = %key.alert, period = %key.period, recipient = %key.recipient_key, attempt, "Alert sent.");
+                summary.sent += 1;
+                if interrupted {
+                    warn!(alert = %key.alert, period = %key.period, recipient = %key.recipient_key,
+                        "Alert sent again after an interrupted attempt; a duplicate with the same Message-ID is possible.");
+                    summary.resent.push(key.recipient_key.clone());
+                }
+                return Ok(summary);
+            }
+            Err(e) if e.is_transient() && attempt < backoff.max_attempts => {
+                store.note_alert_retry(key, &e.to_string())?;
+                if crate::pipeline::deliver::stopped_while_waiting(backoff.delay(attempt)).await {
+                    // Shutting down: transiently failed, so the next start-up sends it.
+                    fail(&mut summary, format!("{e} (not retried: shutting down)"), false)?;
+                    return Ok(summary);
+                }
+            }
+            Err(e @ MailError::LoginRefused { .. }) => {
+                // Not the row's fault: failed, not permanently (see `pipeline::deliver`).
+                fail(&mut summary, e.to_string(), false)?;
+                summary.login_refused = Some(e.to_string());
+                return Ok(summary);
+            }
+            Err(e) => {
+                fail(&mut summary, e.to_string(), !e.is_transient())?;
+                return Ok(summary);
+            }
+        }
+    }
+}
