@@ -10,8 +10,8 @@
 //! and key. They are never printed: [`Secret`] has no `Display` and its `Debug` is redacted. Relative paths are relative to the working
 //! directory, as on any command line; the systemd unit sets that directory.
 
-mod channels;
 mod alerts;
+mod channels;
 mod jobs;
 mod parse;
 mod secrets;
@@ -29,8 +29,8 @@ use crate::locale::Language;
 
 use parse::{Ctx, RawConfig};
 
-pub use channels::{Channel, TELEGRAM_API_URL, TelegramConfig, check_api_url, is_dialog_id, is_telegram_chat_id};
 pub use alerts::{AlertConfig, AlertRule, MAX_SILENCE_DAYS, pace_kpi_ok};
+pub use channels::{Channel, TELEGRAM_API_URL, TelegramConfig, check_api_url, is_dialog_id, is_telegram_chat_id};
 pub use jobs::{JobConfig, PeriodRule, ReportKind, parse_cron};
 pub use secrets::{CREDENTIALS_DIRECTORY, Secret, SecretRef};
 pub use sections::check_webhook_url;

@@ -39,7 +39,9 @@ fn parser_keys() -> BTreeSet<String> {
     let doc = read("docs/configuration.md");
     for key in accepted(&format!("{probe}{MINIMAL}")) {
         let heading = if key == "job" || key == "alert" { format!("## `[[{key}]]`") } else { format!("## `[{key}]`") };
-        if ["crm", "mail", "report", "daemon", "job", "targets", "telegram", "calendar", "alert"].contains(&key.as_str()) {
+        if ["crm", "mail", "report", "daemon", "job", "targets", "telegram", "calendar", "alert"]
+            .contains(&key.as_str())
+        {
             assert!(doc.contains(&heading), "docs/configuration.md has a section {heading}");
         } else {
             keys.insert(key);
