@@ -7,8 +7,12 @@
 //! stale (its next slot, see `daemon`), then given up.
 //!
 //! An alert message is one value, [`AlertMessage`] (a short text to one recipient), handed
-//! to one send function, `send_message`, which picks the row's channel: a chat channel is
-//! another arm there.
+//! to one send function, `send_message`, which picks the row's channel. The alert's
+//! `channels` make one row per recipient and channel: e-mail to the recipient's addresses;
+//! the Bitrix24 messenger to a manager's own dialog (a fixed recipient is an e-mail address
+//! and gets e-mail only); Telegram to the chat `[telegram.chats]` gives for the manager's id
+//! or the fixed address (none there: no Telegram row, as for reports). A chat row is the
+//! subject and the body as one plain text (`chat::Chats`), claimed and marked like an e-mail.
 
 use std::time::SystemTime;
 
@@ -16,13 +20,49 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::chat::{ChatError, ChatMessage, Chats};
+use crate::config::{Channel, Config};
 use crate::mail::{MailError, Mailer, Outgoing};
 use crate::pipeline::deliver::Backoff;
 use crate::store::{AlertSend, AlertSendKey, DeliveryState, NewAlertSend, Recorded, Store, StoreError};
 
-/// The only channel alerts go through for now.
+/// The ledger's name of the e-mail channel.
 pub const CHANNEL_EMAIL: &str = "email";
+
+/// Where an alert message goes over `channel`: the addresses, the one dialog or chat, or
+/// nothing (no row).
+fn destinations(config: &Config, channel: Channel, message: &AlertMessage) -> Option<Vec<String>> {
+    let fixed = message.recipient_key.contains('@');
+    match channel {
+        Channel::Email => Some(message.to.clone()),
+        Channel::Bitrix24 => (!fixed).then(|| vec![message.recipient_key.clone()]),
+        Channel::Telegram => {
+            let chats = &config.telegram.as_ref()?.chats;
+            let chat = chats.get(&message.recipient_key).or_else(|| {
+                chats.iter().find(|(k, _)| fixed && k.eq_ignore_ascii_case(&message.recipient_key)).map(|(_, v)| v)
+            })?;
+            Some(vec![chat.clone()])
+        }
+    }
+}
+
+/// Why a message did not go: the mail server's answer or the chat's.
+#[derive(Debug, thiserror::Error)]
+enum SendFailure {
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+}
+
+impl SendFailure {
+    fn is_transient(&self) -> bool {
+        match self {
+            SendFailure::Mail(e) => e.is_transient(),
+            SendFailure::Chat(e) => e.is_transient(),
+        }
+    }
+}
 
 /// A short text to one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,12 +113,23 @@ pub fn compose_email(
     crate::mail::compose_text(&config.mail, id, &message.to, &message.subject, &message.body, date)
 }
 
-/// Sends one alert message through its row's channel (only `email` so far); `Ok` when the
-/// server accepted it. The seam where chat channels join.
-async fn send_message<M: Mailer + Sync>(mailer: &M, key: &AlertSendKey, email: &Outgoing) -> Result<(), MailError> {
-    match key.channel.as_str() {
-        CHANNEL_EMAIL => mailer.send(email).await,
-        other => Err(MailError::Compose { detail: format!("unknown alert channel {other:?}") }),
+/// Sends one alert message through its row's channel; `Ok` when the server accepted it.
+async fn send_message<M: Mailer + Sync>(
+    mailer: &M,
+    chats: &Chats,
+    key: &AlertSendKey,
+    to: &[String],
+    email: &Outgoing,
+    message: &AlertMessage,
+) -> Result<(), SendFailure> {
+    match Channel::from_name(&key.channel) {
+        Some(Channel::Email) => Ok(mailer.send(email).await?),
+        Some(channel) => {
+            let destination = to.first().map(String::as_str).unwrap_or_default();
+            let text = format!("{}\n\n{}", message.subject, message.body);
+            Ok(chats.send(channel, destination, &ChatMessage { text, attachment: None }).await?)
+        }
+        None => Err(MailError::Compose { detail: format!("unknown alert channel {:?}", key.channel) }.into()),
     }
 }
 
@@ -96,17 +147,30 @@ pub async fn deliver<M: Mailer + Sync>(
     store.recover_interrupted_alerts()?;
     let mut summary = AlertSummary::default();
     let backoff = Backoff::from_config(&config.daemon);
+    let chats = Chats::from_config(config);
+    let channels = config.alert(alert).map_or_else(|| vec![Channel::Email], |a| a.channels.clone());
+    let mut rows: Vec<(&AlertMessage, Channel, Vec<String>)> = Vec::new();
     for m in messages {
+        for &c in &channels {
+            match destinations(config, c, m) {
+                Some(to) => rows.push((m, c, to)),
+                None => {
+                    info!(alert, period, recipient = %m.recipient_key, channel = %c, "No destination in this channel; no row.")
+                }
+            }
+        }
+    }
+    for (m, channel, to) in rows {
         let key = AlertSendKey {
             alert: alert.to_owned(),
             period: period.to_owned(),
             recipient_key: m.recipient_key.clone(),
-            channel: CHANNEL_EMAIL.to_owned(),
+            channel: channel.as_str().to_owned(),
         };
         let new = NewAlertSend {
             key: key.clone(),
             recipient_name: &m.recipient_name,
-            to: &m.to,
+            to: &to,
             subject: &m.subject,
             body: &m.body,
         };
@@ -119,11 +183,11 @@ pub async fn deliver<M: Mailer + Sync>(
                 continue;
             }
         };
-        if summary.login_refused.is_some() {
+        if summary.login_refused.is_some() && channel == Channel::Email {
             // Left as recorded: the next try sends it, once the login works.
             continue;
         }
-        summary.absorb(send_row(store, mailer, config, &key, from, slot, &backoff).await?);
+        summary.absorb(send_row(store, mailer, &chats, config, &key, from, slot, &backoff).await?);
     }
     Ok(summary)
 }
@@ -141,9 +205,10 @@ pub async fn resume<M: Mailer + Sync>(
     store.recover_interrupted_alerts()?;
     let backoff = Backoff::from_config(&config.daemon);
     let mut summary = AlertSummary::default();
+    let chats = Chats::from_config(config);
     for row in store.alert_sends(alert, period)? {
-        if resumable(&row) && summary.login_refused.is_none() {
-            summary.absorb(send_row(store, mailer, config, &row.key, row.state, slot, &backoff).await?);
+        if resumable(&row) && (summary.login_refused.is_none() || row.key.channel != CHANNEL_EMAIL) {
+            summary.absorb(send_row(store, mailer, &chats, config, &row.key, row.state, slot, &backoff).await?);
         }
     }
     Ok(summary)
@@ -180,9 +245,11 @@ pub fn unsent_periods(store: &Store) -> Result<Vec<(String, String)>, StoreError
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_row<M: Mailer + Sync>(
     store: &Store,
     mailer: &M,
+    chats: &Chats,
     config: &Config,
     key: &AlertSendKey,
     from: DeliveryState,
@@ -219,7 +286,14 @@ async fn send_row<M: Mailer + Sync>(
     };
     let date = SystemTime::from(slot);
     let mut attempt = if interrupted { row.attempts } else { 0 };
-    let email = match compose_email(config, key, &message, date) {
+    // A chat row's text is its subject and body; the e-mail built from them gives it the
+    // same Message-ID for the ledger (the chat address is not an e-mail address).
+    let for_id = if key.channel == CHANNEL_EMAIL {
+        message.clone()
+    } else {
+        AlertMessage { to: vec![config.mail.from.clone()], ..message.clone() }
+    };
+    let email = match compose_email(config, key, &for_id, date) {
         Ok(o) => o,
         Err(e) => {
             fail(&mut summary, e.to_string(), true)?;
@@ -229,7 +303,7 @@ async fn send_row<M: Mailer + Sync>(
     loop {
         attempt += 1;
         store.start_alert_attempt(key, &email.message_id)?;
-        match send_message(mailer, key, &email).await {
+        match send_message(mailer, chats, key, &row.to, &email, &message).await {
             Ok(()) => {
                 store.mark_alert_sent(key)?;
                 info!(alert = %key.alert, period = %key.period, recipient = %key.recipient_key, attempt, "Alert sent.");
@@ -249,7 +323,7 @@ async fn send_row<M: Mailer + Sync>(
                     return Ok(summary);
                 }
             }
-            Err(e @ MailError::LoginRefused { .. }) => {
+            Err(SendFailure::Mail(e @ MailError::LoginRefused { .. })) => {
                 // Not the row's fault: failed, not permanently (see `pipeline::deliver`).
                 fail(&mut summary, e.to_string(), false)?;
                 summary.login_refused = Some(e.to_string());

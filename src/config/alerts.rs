@@ -10,7 +10,7 @@ use crate::domain::{Calendar, PeriodKind};
 use crate::kpi::{Direction, Kpi, Targets};
 
 use super::parse::{Ctx, RawAlert, RawCalendar};
-use super::{ConfigError, JobConfig, parse_cron};
+use super::{Channel, ConfigError, CrmConfig, CrmSourceKind, JobConfig, TelegramConfig, parse_cron};
 
 /// The longest silence an alert may look back over, in working days.
 pub const MAX_SILENCE_DAYS: u32 = 250;
@@ -50,6 +50,10 @@ pub struct AlertConfig {
     /// Fixed addresses (the head of sales): each gets one summary per slot naming every
     /// manager concerned.
     pub recipients: Vec<String>,
+    /// Where the messages go (`channels`, default `["email"]`): the Bitrix24 messenger
+    /// reaches the managers in their own dialogs (fixed recipients get e-mail); Telegram
+    /// whoever `[telegram.chats]` names.
+    pub channels: Vec<Channel>,
 }
 
 /// The KPIs a pace alert can watch: counts and sums that grow through a period, where
@@ -245,7 +249,8 @@ impl Ctx<'_> {
                 "with to_manager = false the alert needs recipients (e.g. the head of sales)",
             ));
         }
-        Ok(AlertConfig { name, schedule: raw.schedule.into_inner(), cron, rule, to_manager, recipients })
+        let channels = self.channels(raw.channels, "alert.channels")?;
+        Ok(AlertConfig { name, schedule: raw.schedule.into_inner(), cron, rule, to_manager, recipients, channels })
     }
 
     /// Validates every `[[alert]]`: names unique among jobs and alerts.
@@ -254,11 +259,27 @@ impl Ctx<'_> {
         raw: Vec<Spanned<RawAlert>>,
         jobs: &[JobConfig],
         targets: &Targets,
+        crm: &CrmConfig,
+        telegram: Option<&TelegramConfig>,
     ) -> Result<Vec<AlertConfig>, ConfigError> {
         let mut alerts: Vec<AlertConfig> = Vec::new();
         for a in raw {
             let span = a.span();
             let alert = self.alert(a, targets)?;
+            if alert.channels.contains(&Channel::Bitrix24) && crm.source == CrmSourceKind::Demo {
+                return Err(self.err(
+                    span,
+                    "alert.channels",
+                    "the bitrix24 channel sends through the CRM's webhook: it needs crm.source = \"bitrix24\"",
+                ));
+            }
+            if alert.channels.contains(&Channel::Telegram) && telegram.is_none() {
+                return Err(self.err(
+                    span,
+                    "alert.channels",
+                    "the telegram channel needs a [telegram] section (bot_token_env and the chats)",
+                ));
+            }
             if jobs.iter().any(|j| j.name == alert.name) || alerts.iter().any(|x| x.name == alert.name) {
                 return Err(self.err(
                     span,

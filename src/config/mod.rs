@@ -259,9 +259,10 @@ impl Config {
         }
     }
 
-    /// Whether any job sends through `channel`.
+    /// Whether any job or alert sends through `channel`.
     pub fn uses_channel(&self, channel: Channel) -> bool {
         self.jobs.iter().any(|j| j.channels.contains(&channel))
+            || self.alerts.iter().any(|a| a.channels.contains(&channel))
     }
 
     pub fn alert(&self, name: &str) -> Option<&AlertConfig> {

@@ -73,6 +73,7 @@ pub(super) struct RawAlert {
     pub(super) to_manager: Option<bool>,
     #[serde(default)]
     pub(super) recipients: Vec<String>,
+    pub(super) channels: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -286,7 +287,7 @@ impl Ctx<'_> {
                 .collect::<Result<_, ConfigError>>()?,
         };
         let calendar = self.calendar(raw.calendar)?;
-        let alerts = self.alerts(raw.alert, &jobs, &targets)?;
+        let alerts = self.alerts(raw.alert, &jobs, &targets, &crm, telegram.as_ref())?;
         Ok(Config {
             source_name: self.name.to_owned(),
             timezone,

@@ -408,3 +408,21 @@ fn alert_mistakes_name_line_and_key() {
         assert!(line > 1, "{key}: a line is named");
     }
 }
+
+#[test]
+fn an_alert_names_its_channels_as_a_job_does() {
+    let ok = parse(&format!("{MINIMAL}{PACE}{WEEK_REVENUE}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.alerts[0].channels, [Channel::Email], "e-mail by default");
+    let with = |channels: &str| format!("{MINIMAL}{PACE}channels = {channels}\n{WEEK_REVENUE}");
+    for (channels, want) in [
+        ("[]", "name at least one channel"),
+        ("[\"sms\"]", "unknown channel"),
+        ("[\"email\", \"email\"]", "named twice"),
+        ("[\"bitrix24\"]", "crm.source = \"bitrix24\""),
+        ("[\"telegram\"]", "[telegram]"),
+    ] {
+        let (_, key, message) = invalid(&with(channels));
+        assert_eq!(key, "alert.channels", "{channels}: {message}");
+        assert!(message.contains(want), "{channels}: {message}");
+    }
+}

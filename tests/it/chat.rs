@@ -465,3 +465,92 @@ async fn a_text_alone_goes_to_one_recipient_over_one_channel() {
     assert!(strict.messages().is_empty());
     strict.shutdown().await;
 }
+
+/// An alert's messages, one per manager and a summary for the head of sales.
+fn alert_messages() -> Vec<salespulse::alert::AlertMessage> {
+    let mut messages: Vec<salespulse::alert::AlertMessage> = MANAGERS
+        .iter()
+        .map(|(id, name, email)| salespulse::alert::AlertMessage {
+            recipient_key: (*id).to_owned(),
+            recipient_name: (*name).to_owned(),
+            to: vec![(*email).to_owned()],
+            subject: format!("Отставание: {name}"),
+            body: "Сделка [url=https://evil.example]жми[/url]\n".into(),
+        })
+        .collect();
+    messages.push(salespulse::alert::AlertMessage {
+        recipient_key: "head@example.ru".into(),
+        recipient_name: "head@example.ru".into(),
+        to: vec!["head@example.ru".into()],
+        subject: "Отстают: 3".into(),
+        body: "Сводка\n".into(),
+    });
+    messages
+}
+
+/// `config` with an alert sending through `channels`.
+fn with_alert(mut config: Config, channels: &[Channel]) -> Config {
+    config.alerts.push(salespulse::config::AlertConfig {
+        name: "quiet".into(),
+        schedule: "0 12 * * WED".into(),
+        cron: salespulse::config::parse_cron("0 12 * * WED").unwrap(),
+        rule: salespulse::config::AlertRule::Silence { working_days: 2 },
+        to_manager: true,
+        recipients: vec!["head@example.ru".into()],
+        channels: channels.to_vec(),
+    });
+    config
+}
+
+#[tokio::test]
+async fn an_alert_goes_by_email_and_into_each_managers_own_dialog_once_and_a_missing_scope_fails_only_the_chat() {
+    use salespulse::alert::deliver as alerts;
+    let slot = moscow(2026, 11, 25, 12);
+    let period = "2026-11-25T12:00+03:00";
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let emulator = portal(&ALL_SCOPES, 100 << 20).await;
+    let state = tempfile::tempdir().unwrap();
+    let config = with_alert(
+        chat_config(&smtp, state.path(), &emulator, &[Channel::Email]),
+        &[Channel::Email, Channel::Bitrix24],
+    );
+    let store = Store::open(state.path()).unwrap();
+    let mailer = smtp.mailer_for(&config.mail);
+
+    let done = alerts::deliver(&store, &mailer, &config, "quiet", period, slot, &alert_messages()).await.unwrap();
+    assert_eq!((done.sent, done.failed.len()), (4 + 3, 0), "{done:?}");
+    assert_eq!(smtp.received().len(), 4, "three managers and the head of sales by e-mail");
+    let messages = emulator.messages();
+    assert_eq!(messages.len(), 3, "each manager in their own dialog; the head of sales by e-mail only: {messages:?}");
+    for (id, name, _) in MANAGERS {
+        let own: Vec<_> = messages.iter().filter(|m| m.dialog == id).collect();
+        assert_eq!(own.len(), 1, "{name}");
+        assert!(own[0].files.is_empty(), "an alert is a message, not a file");
+        assert!(own[0].text.starts_with(&format!("Отставание: {name}\n\n")), "{}", own[0].text);
+        assert!(!own[0].text.contains('[') && own[0].text.contains("［url=https://evil.example］"), "{}", own[0].text);
+    }
+    let again = alerts::deliver(&store, &mailer, &config, "quiet", period, slot, &alert_messages()).await.unwrap();
+    assert_eq!((again.sent, again.skipped), (0, 7), "{again:?}");
+    assert_eq!(emulator.messages().len(), 3, "nothing twice");
+    assert_eq!(smtp.received().len(), 4);
+    emulator.shutdown().await;
+
+    // Without the scope `im`: the chat rows fail, the e-mails go.
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let emulator = portal(&["crm", "user", "department"], 100 << 20).await;
+    let state = tempfile::tempdir().unwrap();
+    let config = with_alert(
+        chat_config(&smtp, state.path(), &emulator, &[Channel::Email]),
+        &[Channel::Email, Channel::Bitrix24],
+    );
+    let store = Store::open(state.path()).unwrap();
+    let mailer = smtp.mailer_for(&config.mail);
+    let done = alerts::deliver(&store, &mailer, &config, "quiet", period, slot, &alert_messages()).await.unwrap();
+    assert_eq!((done.sent, done.failed.len()), (4, 3), "{done:?}");
+    assert!(done.failed.iter().all(|(_, reason)| reason.contains("bitrix24")), "{:?}", done.failed);
+    assert_eq!(smtp.received().len(), 4);
+    assert!(emulator.messages().is_empty());
+    let rows = store.alert_sends("quiet", period).unwrap();
+    assert_eq!(rows.iter().filter(|r| r.key.channel == "bitrix24" && r.state == DeliveryState::Failed).count(), 3);
+    emulator.shutdown().await;
+}
