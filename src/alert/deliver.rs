@@ -20,9 +20,12 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use tracing::{info, warn};
 
+use std::sync::OnceLock;
+
 use crate::chat::{ChatError, ChatMessage, Chats};
 use crate::config::{Channel, Config};
-use crate::mail::{MailError, Mailer, Outgoing};
+use crate::domain::Id;
+use crate::mail::{MailError, Mailer, Outgoing, alert_message_id};
 use crate::pipeline::deliver::Backoff;
 use crate::store::{AlertSend, AlertSendKey, DeliveryState, NewAlertSend, Recorded, Store, StoreError};
 
@@ -32,14 +35,15 @@ pub const CHANNEL_EMAIL: &str = "email";
 /// Where an alert message goes over `channel`: the addresses, the one dialog or chat, or
 /// nothing (no row).
 fn destinations(config: &Config, channel: Channel, message: &AlertMessage) -> Option<Vec<String>> {
-    let fixed = message.recipient_key.contains('@');
+    // A manager's key is their Bitrix24 user id; a fixed recipient's is their address.
+    let manager = message.recipient_key.parse::<Id>().is_ok();
     match channel {
         Channel::Email => Some(message.to.clone()),
-        Channel::Bitrix24 => (!fixed).then(|| vec![message.recipient_key.clone()]),
+        Channel::Bitrix24 => manager.then(|| vec![message.recipient_key.clone()]),
         Channel::Telegram => {
             let chats = &config.telegram.as_ref()?.chats;
             let chat = chats.get(&message.recipient_key).or_else(|| {
-                chats.iter().find(|(k, _)| fixed && k.eq_ignore_ascii_case(&message.recipient_key)).map(|(_, v)| v)
+                chats.iter().find(|(k, _)| !manager && k.eq_ignore_ascii_case(&message.recipient_key)).map(|(_, v)| v)
             })?;
             Some(vec![chat.clone()])
         }
@@ -113,23 +117,27 @@ pub fn compose_email(
     crate::mail::compose_text(&config.mail, id, &message.to, &message.subject, &message.body, date)
 }
 
-/// Sends one alert message through its row's channel; `Ok` when the server accepted it.
+/// What a row sends: the composed e-mail, or the text for a chat.
+enum Prepared {
+    Email(Outgoing),
+    Chat(Channel, ChatMessage),
+}
+
+/// Sends one alert message to the row's destination `to`; `Ok` when the server accepted it.
+/// The chat clients are made on the first chat row (an e-mail-only alert makes none).
 async fn send_message<M: Mailer + Sync>(
     mailer: &M,
-    chats: &Chats,
-    key: &AlertSendKey,
+    chats: &OnceLock<Chats>,
+    config: &Config,
     to: &[String],
-    email: &Outgoing,
-    message: &AlertMessage,
+    prepared: &Prepared,
 ) -> Result<(), SendFailure> {
-    match Channel::from_name(&key.channel) {
-        Some(Channel::Email) => Ok(mailer.send(email).await?),
-        Some(channel) => {
+    match prepared {
+        Prepared::Email(email) => Ok(mailer.send(email).await?),
+        Prepared::Chat(channel, message) => {
             let destination = to.first().map(String::as_str).unwrap_or_default();
-            let text = format!("{}\n\n{}", message.subject, message.body);
-            Ok(chats.send(channel, destination, &ChatMessage { text, attachment: None }).await?)
+            Ok(chats.get_or_init(|| Chats::from_config(config)).send(*channel, destination, message).await?)
         }
-        None => Err(MailError::Compose { detail: format!("unknown alert channel {:?}", key.channel) }.into()),
     }
 }
 
@@ -147,7 +155,7 @@ pub async fn deliver<M: Mailer + Sync>(
     store.recover_interrupted_alerts()?;
     let mut summary = AlertSummary::default();
     let backoff = Backoff::from_config(&config.daemon);
-    let chats = Chats::from_config(config);
+    let chats = OnceLock::new();
     let channels = config.alert(alert).map_or_else(|| vec![Channel::Email], |a| a.channels.clone());
     let mut rows: Vec<(&AlertMessage, Channel, Vec<String>)> = Vec::new();
     for m in messages {
@@ -205,7 +213,7 @@ pub async fn resume<M: Mailer + Sync>(
     store.recover_interrupted_alerts()?;
     let backoff = Backoff::from_config(&config.daemon);
     let mut summary = AlertSummary::default();
-    let chats = Chats::from_config(config);
+    let chats = OnceLock::new();
     for row in store.alert_sends(alert, period)? {
         if resumable(&row) && (summary.login_refused.is_none() || row.key.channel != CHANNEL_EMAIL) {
             summary.absorb(send_row(store, mailer, &chats, config, &row.key, row.state, slot, &backoff).await?);
@@ -249,7 +257,7 @@ pub fn unsent_periods(store: &Store) -> Result<Vec<(String, String)>, StoreError
 async fn send_row<M: Mailer + Sync>(
     store: &Store,
     mailer: &M,
-    chats: &Chats,
+    chats: &OnceLock<Chats>,
     config: &Config,
     key: &AlertSendKey,
     from: DeliveryState,
@@ -286,15 +294,21 @@ async fn send_row<M: Mailer + Sync>(
     };
     let date = SystemTime::from(slot);
     let mut attempt = if interrupted { row.attempts } else { 0 };
-    // A chat row's text is its subject and body; the e-mail built from them gives it the
-    // same Message-ID for the ledger (the chat address is not an e-mail address).
-    let for_id = if key.channel == CHANNEL_EMAIL {
-        message.clone()
-    } else {
-        AlertMessage { to: vec![config.mail.from.clone()], ..message.clone() }
+    // A chat row's text is its subject and body; its ledger id is the Message-ID the same
+    // alert has as an e-mail.
+    let id = [key.alert.as_str(), key.period.as_str(), key.recipient_key.as_str()];
+    let prepared = match Channel::from_name(&key.channel) {
+        Some(Channel::Email) => {
+            compose_email(config, key, &message, date).map(|e| (e.message_id.clone(), Prepared::Email(e)))
+        }
+        Some(channel) => alert_message_id(&config.mail, id).map(|message_id| {
+            let text = format!("{}\n\n{}", message.subject, message.body);
+            (message_id, Prepared::Chat(channel, ChatMessage { text, attachment: None }))
+        }),
+        None => Err(MailError::Compose { detail: format!("unknown alert channel {:?}", key.channel) }),
     };
-    let email = match compose_email(config, key, &for_id, date) {
-        Ok(o) => o,
+    let (message_id, prepared) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             fail(&mut summary, e.to_string(), true)?;
             return Ok(summary);
@@ -302,8 +316,8 @@ async fn send_row<M: Mailer + Sync>(
     };
     loop {
         attempt += 1;
-        store.start_alert_attempt(key, &email.message_id)?;
-        match send_message(mailer, chats, key, &row.to, &email, &message).await {
+        store.start_alert_attempt(key, &message_id)?;
+        match send_message(mailer, chats, config, &row.to, &prepared).await {
             Ok(()) => {
                 store.mark_alert_sent(key)?;
                 info!(alert = %key.alert, period = %key.period, recipient = %key.recipient_key, attempt, "Alert sent.");

@@ -692,7 +692,7 @@ mod chat;
 pub use chat::compose_chat_text;
 use chat::with_channel;
 mod text;
-pub use text::compose_text;
+pub use text::{alert_message_id, compose_text};
 
 #[cfg(test)]
 mod tests;

@@ -12,8 +12,8 @@ mod outbox;
 mod smtp;
 
 pub use compose::{
-    DigestLine, HEADLINE_KPIS, JobFailure, compose, compose_chat_text, compose_digest, compose_digest_in,
-    compose_job_failure, compose_text, rerun_command, resend_command,
+    DigestLine, HEADLINE_KPIS, JobFailure, alert_message_id, compose, compose_chat_text, compose_digest,
+    compose_digest_in, compose_job_failure, compose_text, rerun_command, resend_command,
 };
 pub use outbox::OutboxMailer;
 pub use smtp::SmtpMailer;

@@ -343,16 +343,7 @@ impl ReportBuilder {
 
     /// The Bitrix24 client's settings from `[crm]`.
     fn client_settings(&self) -> ClientSettings {
-        let crm = &self.config.crm;
-        ClientSettings {
-            rate_per_sec: crm.rate_limit_per_sec,
-            burst: crm.rate_limit_burst,
-            timeout: std::time::Duration::from_secs(crm.timeout_secs),
-            max_retries: crm.max_retries,
-            operating_limit: std::time::Duration::from_secs(crm.operating_limit_secs),
-            progress: self.progress.clone(),
-            ..ClientSettings::default()
-        }
+        ClientSettings { progress: self.progress.clone(), ..ClientSettings::from_config(&self.config.crm) }
     }
 
     /// The CRM snapshot for a job's period, its trend and its comparisons.

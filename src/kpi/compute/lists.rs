@@ -14,40 +14,31 @@ use crate::kpi::present;
 impl Analysis<'_> {
     /// Every stuck deal of the population at the period's end, longest idle first.
     pub(super) fn stuck_deals(&self, pop: &[Id], b: &Bounds) -> Vec<StuckDeal> {
-        let mut out: Vec<StuckDeal> = self
-            .deals_of(pop)
-            .filter_map(|d| {
-                let (stage, days) = d.open_at(&b.end)?;
-                (days > self.settings.stuck_after_days).then(|| StuckDeal {
-                    id: d.deal.id.to_string(),
-                    title: d.deal.title.clone(),
-                    stage: self.stages.get(stage).map(|s| s.name.clone()).unwrap_or_else(|| stage.to_owned()),
-                    pipeline: self.pipeline_name(d.deal.pipeline_id),
-                    days,
-                    value: d.money,
-                    manager: self.user_name(d.deal.assigned_by),
-                    value_text: None,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.days.total_cmp(&a.days).then_with(|| {
-                let id = |s: &StuckDeal| s.id.parse::<Id>().unwrap_or(Id::MAX);
-                id(a).cmp(&id(b))
-            })
-        });
-        out
+        let threshold = self.settings.stuck_after_days;
+        self.open_deal_rows(pop, &b.end, |days| days > threshold, |a, b| b.days.total_cmp(&a.days))
     }
 
     /// A manager's deals open at `at` (docs/kpi.md "The stage of a deal at the period's
     /// end", with `at` as the end), the most money first (equal: lower id first), each with
     /// the days its stage had not changed: what an alert tells a manager to call first.
     pub fn open_deals(&self, manager: Id, at: &Timestamp) -> Vec<StuckDeal> {
+        self.open_deal_rows(&[manager], at, |_| true, |a, b| b.value.total_cmp(&a.value))
+    }
+
+    /// The deals of `pop` open at `at` whose idle days `keep` admits, as list rows, sorted by
+    /// `order` and then by lower id.
+    fn open_deal_rows(
+        &self,
+        pop: &[Id],
+        at: &Timestamp,
+        keep: impl Fn(f64) -> bool,
+        order: impl Fn(&StuckDeal, &StuckDeal) -> std::cmp::Ordering,
+    ) -> Vec<StuckDeal> {
         let mut out: Vec<StuckDeal> = self
-            .deals_of(&[manager])
+            .deals_of(pop)
             .filter_map(|d| {
                 let (stage, days) = d.open_at(at)?;
-                Some(StuckDeal {
+                keep(days).then(|| StuckDeal {
                     id: d.deal.id.to_string(),
                     title: d.deal.title.clone(),
                     stage: self.stages.get(stage).map(|s| s.name.clone()).unwrap_or_else(|| stage.to_owned()),
@@ -60,7 +51,7 @@ impl Analysis<'_> {
             })
             .collect();
         out.sort_by(|a, b| {
-            b.value.total_cmp(&a.value).then_with(|| {
+            order(a, b).then_with(|| {
                 let id = |s: &StuckDeal| s.id.parse::<Id>().unwrap_or(Id::MAX);
                 id(a).cmp(&id(b))
             })

@@ -24,16 +24,20 @@ pub fn compose_text(
 ) -> Result<Outgoing, MailError> {
     let from = parse_mailbox("mail.from", &mail.from)?;
     let to = parse_recipients(to)?;
-    let hash = parts_hash(&[id[0].as_bytes(), id[1].as_bytes(), id[2].as_bytes()]);
-    let message_id = format!(
-        "sp.alert.{}.{}.{}.{hash:016x}@{}",
-        id_atom(id[0]),
-        id_atom(id[1]),
-        id_atom(id[2]),
-        from.email.domain()
-    );
+    let message_id = text_message_id(&from, id);
     let message = headers(mail, &from, &to, &one_line(subject), &message_id, date)?
         .singlepart(SinglePart::plain(body.to_owned()))
         .map_err(|e| compose_err("cannot build the message", e))?;
     Ok(outgoing(message_id, &from, &to, message.formatted(), false))
+}
+
+/// The Message-ID [`compose_text`] gives the message `id`: also the ledger's id of the same
+/// alert sent into a chat, which has no e-mail to compose.
+pub fn alert_message_id(mail: &MailConfig, id: [&str; 3]) -> Result<String, MailError> {
+    Ok(text_message_id(&parse_mailbox("mail.from", &mail.from)?, id))
+}
+
+fn text_message_id(from: &lettre::message::Mailbox, id: [&str; 3]) -> String {
+    let hash = parts_hash(&[id[0].as_bytes(), id[1].as_bytes(), id[2].as_bytes()]);
+    format!("sp.alert.{}.{}.{}.{hash:016x}@{}", id_atom(id[0]), id_atom(id[1]), id_atom(id[2]), from.email.domain())
 }
