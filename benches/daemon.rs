@@ -25,9 +25,12 @@
 //! Malloc is set up as `salespulse run` sets it (`memory::tune_for_long_run`: two arenas,
 //! fixed trim and mmap thresholds) unless `--glibc-defaults` is given.
 //!
+//! The PDFs are laid out in worker processes of the `salespulse` binary, as `salespulse run`
+//! does (`render_worker`), unless `--render-in-process` is given.
+//!
 //! `--smaps` lists the anonymous mappings at rest (malloc heaps, stacks).
 //!
-//! `cargo bench --bench daemon -- [RUNS] [--all] [--glibc-defaults] [--smaps]`. Nothing here passes or fails.
+//! `cargo bench --bench daemon -- [RUNS] [--all] [--glibc-defaults] [--render-in-process] [--smaps]`. Nothing here passes or fails.
 
 mod common;
 
@@ -69,6 +72,14 @@ fn main() -> anyhow::Result<()> {
     println!(
         "malloc: {}",
         if glibc_defaults { "glibc's defaults" } else { "as `salespulse run` sets it (memory::tune_for_long_run)" }
+    );
+    println!(
+        "PDFs laid out: {}",
+        if measure::flag("--render-in-process") {
+            "in this process (--render-in-process)"
+        } else {
+            "by `salespulse render-worker` processes, as `salespulse run` does"
+        }
     );
     let dir = tempfile::tempdir()?;
     // As `salespulse run` builds it: one worker per core.
@@ -281,7 +292,12 @@ fn first_slot() -> DateTime<Utc> {
 async fn run(dir: &Path, runs: usize, mut each: impl FnMut(&Sample)) -> anyhow::Result<DaemonRun> {
     let config = Arc::new(config(dir));
     let (finished, mut finishes) = mpsc::unbounded_channel();
-    let runner = Observed { inner: PipelineRunner::new(Arc::clone(&config))?, finished };
+    let mut inner = PipelineRunner::new(Arc::clone(&config))?;
+    if !measure::flag("--render-in-process") {
+        // As `salespulse run` does: the PDFs are laid out by `salespulse render-worker`.
+        inner = inner.with_render_workers(PathBuf::from(env!("CARGO_BIN_EXE_salespulse")));
+    }
+    let runner = Observed { inner, finished };
     let clock = Arc::new(FixedClock::new(first_slot() - chrono::Duration::minutes(1)));
     let options = RunOptions { tick: Duration::from_millis(10), notify_systemd: false, ..RunOptions::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

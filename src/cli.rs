@@ -85,6 +85,9 @@ enum Command {
     Run,
     /// Each job's last and next run, and deliveries pending or failed.
     Status,
+    /// Lays out PDFs for the daemon (`render_worker`): requests on stdin, PDFs on stdout.
+    #[command(hide = true)]
+    RenderWorker,
 }
 
 /// A failure with its exit code.
@@ -121,8 +124,18 @@ pub fn main() -> ExitCode {
         crate::memory::tune_for_long_run();
     }
     // A bar on a terminal; log lines for the daemon, under systemd or into a pipe or file.
-    let progress = Progress::for_command(matches!(cli.command, Command::Run));
+    let progress = Progress::for_command(matches!(cli.command, Command::Run | Command::RenderWorker));
     init_logging(&progress);
+    if matches!(cli.command, Command::RenderWorker) {
+        // No config, no runtime: the daemon that started it has read the config.
+        return match crate::render_worker::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("salespulse render-worker: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     match runtime.block_on(dispatch(cli, progress)) {
         Ok(code) => code,
@@ -226,7 +239,13 @@ async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
         }
         Command::Run => {
             require_secrets(&config, true, true)?;
-            let runner = PipelineRunner::new(Arc::clone(&config))?.with_progress(progress);
+            let mut runner = PipelineRunner::new(Arc::clone(&config))?.with_progress(progress);
+            // PDFs are laid out in worker processes of this binary, so that Typst's caches
+            // leave with them after each job (`render_worker`).
+            match std::env::current_exe() {
+                Ok(exe) => runner = runner.with_render_workers(exe),
+                Err(e) => tracing::warn!("Failed to find the salespulse binary ({e}); rendering in this process."),
+            }
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             let reason = crate::daemon::run(Arc::clone(&config), clock, crate::daemon::stop_signal(), runner)
                 .await
@@ -238,6 +257,8 @@ async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
             print!("{}", status_report(&config, &store, clock.now())?);
             Ok(ExitCode::SUCCESS)
         }
+        // Served in `main`, before the config and the runtime.
+        Command::RenderWorker => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -623,7 +623,7 @@ impl<F: Future> Future for CatchPanic<F> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(payload) => std::task::Poll::Ready(Err(crate::pipeline::panic_message(&*payload))),
+            Err(payload) => std::task::Poll::Ready(Err(crate::text::panic_message(&*payload))),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod private_fs;
 pub mod progress;
 pub mod render;
+pub mod render_worker;
 pub mod schedule;
 pub mod store;
 pub mod text;

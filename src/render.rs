@@ -49,6 +49,10 @@ pub enum RenderError {
     },
     #[error("failed to export PDF from template {template} ({message})")]
     Pdf { template: String, message: String },
+    /// The render worker process (`render_worker`) failed: it could not be started, it
+    /// died, or it panicked on this report.
+    #[error("the render worker failed on template {template} ({message})")]
+    Worker { template: String, message: String },
 }
 
 /// A report template: its Typst source and a name for error messages.
@@ -118,17 +122,34 @@ impl Renderer {
     /// Compiles `template` against `data` and `charts` into PDF bytes. Synchronous and
     /// CPU-bound: call it from a blocking thread.
     pub fn render(&self, template: &Template, data: &ReportData, charts: &[Chart]) -> Result<Vec<u8>, RenderError> {
+        let json = data_json(template, data)?;
+        self.render_json(template, json, charts, &data.generated_at)
+    }
+
+    /// [`Renderer::render`] of report data already serialized (`/data.json`), with its
+    /// `generated_at`: what a render worker process receives (`render_worker`).
+    pub fn render_json(
+        &self,
+        template: &Template,
+        json: Vec<u8>,
+        charts: &[Chart],
+        generated_at: &str,
+    ) -> Result<Vec<u8>, RenderError> {
         let _in_flight = InFlight::enter();
-        self.compile(template, data, charts).and_then(|document| {
+        self.compile(template, json, charts, generated_at).and_then(|document| {
             typst_pdf::pdf(&document, &typst_pdf::PdfOptions::default())
                 .map_err(|errors| RenderError::Pdf { template: template.name.clone(), message: first_message(&errors) })
         })
     }
 
-    fn compile(&self, template: &Template, data: &ReportData, charts: &[Chart]) -> Result<PagedDocument, RenderError> {
-        let json =
-            serde_json::to_vec(data).map_err(|source| RenderError::Data { template: template.name.clone(), source })?;
-        let world = ReportWorld::new(self.shared.clone(), template, json, charts, &data.generated_at);
+    fn compile(
+        &self,
+        template: &Template,
+        json: Vec<u8>,
+        charts: &[Chart],
+        generated_at: &str,
+    ) -> Result<PagedDocument, RenderError> {
+        let world = ReportWorld::new(self.shared.clone(), template, json, charts, generated_at);
         let warned = typst::compile::<PagedDocument>(&world);
         // Warnings (an unknown font, say) do not stop a report, but an admin editing a
         // template wants to hear about them.
@@ -148,8 +169,14 @@ pub fn check_template(
     data: &ReportData,
     charts: &[Chart],
 ) -> Result<(), RenderError> {
+    let json = data_json(template, data)?;
     let _in_flight = InFlight::enter();
-    renderer.compile(template, data, charts).map(drop)
+    renderer.compile(template, json, charts, &data.generated_at).map(drop)
+}
+
+/// The report data as the template reads it (`/data.json`).
+pub fn data_json(template: &Template, data: &ReportData) -> Result<Vec<u8>, RenderError> {
+    serde_json::to_vec(data).map_err(|source| RenderError::Data { template: template.name.clone(), source })
 }
 
 /// Documents being compiled right now, by all threads of the process.

@@ -122,6 +122,15 @@ pub fn base64(bytes: &[u8]) -> String {
 /// What a removed secret is replaced with.
 const MASK: &str = "***";
 
+/// The message a panic carried, for an error that replaces it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
 /// `text` without `secret` in any of the forms it travels in: as it is; percent-encoded,
 /// byte by byte or not, with upper- or lower-case hex, once or twice (a URL in a
 /// `backurl=` parameter); and in base64 at any of the three byte alignments, which covers

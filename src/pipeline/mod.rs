@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::DateTime;
 use chrono_tz::Tz;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{Config, CrmSourceKind, JobConfig, ReportKind};
 use crate::crm::bitrix24::cached::{CacheSettings, CachedClient};
@@ -77,19 +77,15 @@ pub enum PipelineError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// The message a panic carried, for an error that replaces it.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_owned())
-}
-
 impl PipelineError {
-    /// Only CRM faults are worth a retry: a template or data error stays until someone acts.
+    /// Only CRM faults and a render worker that failed (killed by the OOM killer, say) are
+    /// worth a retry: a template or data error stays until someone acts.
     pub fn is_transient(&self) -> bool {
-        matches!(self, PipelineError::Crm(e) if e.is_transient())
+        match self {
+            PipelineError::Crm(e) => e.is_transient(),
+            PipelineError::Render { source: RenderError::Worker { .. }, .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -109,16 +105,25 @@ pub struct ReportBuilder {
     config: Arc<Config>,
     renderer: Arc<Renderer>,
     progress: Progress,
+    /// The binary whose `render-worker` lays out the PDFs; `None`: this process does.
+    render_workers: Option<Arc<PathBuf>>,
 }
 
 impl ReportBuilder {
     pub fn new(config: Arc<Config>) -> ReportBuilder {
-        ReportBuilder { config, renderer: Arc::new(Renderer::new()), progress: Progress::off() }
+        ReportBuilder { config, renderer: Arc::new(Renderer::new()), progress: Progress::off(), render_workers: None }
     }
 
     /// Shows each run's stages and counts through `progress` (off by default).
     pub fn with_progress(self, progress: Progress) -> ReportBuilder {
         ReportBuilder { progress, ..self }
+    }
+
+    /// Lays out each job's PDFs in worker processes of `exe` (`exe render-worker`, one per
+    /// render thread, for the job's length) instead of in this process: the daemon does,
+    /// so that Typst's caches do not stay in it between jobs (`render_worker`).
+    pub fn with_render_workers(self, exe: PathBuf) -> ReportBuilder {
+        ReportBuilder { render_workers: Some(Arc::new(exe)), ..self }
     }
 
     /// Where the runs' progress is shown.
@@ -252,21 +257,24 @@ impl ReportBuilder {
             let template = Arc::clone(&template);
             let job = job.clone();
             let progress = self.progress.clone();
+            let exe = self.render_workers.clone();
             tasks.push(tokio::task::spawn_blocking(move || {
                 let mut done = Vec::new();
+                // This thread's worker process, started when there is a report for it.
+                let mut worker = WorkerSlot::new(exe.as_deref().map(PathBuf::as_path));
                 loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
                     let Some((index, item)) = next else { break };
                     // A panic in Typst or plotters is this report's failure, not the process's.
                     let name = item.name.clone();
                     let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        render_one(&renderer, &template, &job, item)
+                        render_one(&renderer, &mut worker, &template, &job, item)
                     }))
                     .unwrap_or_else(|payload| {
                         Err(PipelineError::Panic {
                             job: job.name.clone(),
                             report: name,
-                            message: panic_message(&*payload),
+                            message: crate::text::panic_message(&*payload),
                         })
                     });
                     done.push((index, rendered?));
@@ -280,7 +288,7 @@ impl ReportBuilder {
         for task in tasks {
             let done = task.await.unwrap_or_else(|e| {
                 let message = match e.try_into_panic() {
-                    Ok(payload) => panic_message(&*payload),
+                    Ok(payload) => crate::text::panic_message(&*payload),
                     Err(e) => e.to_string(),
                 };
                 Err(PipelineError::Panic { job: job.name.clone(), report: "a render worker".to_owned(), message })
@@ -431,19 +439,60 @@ fn draw_charts(job: &JobConfig, data: &mut ReportData) -> Result<Vec<crate::char
     Ok(charts)
 }
 
+/// A render thread's worker process: not started yet, running, or not to be used (this
+/// process renders: `send`, `report`, `check`, or a worker that could not be started).
+enum WorkerSlot<'a> {
+    NotStarted(&'a Path),
+    Running(crate::render_worker::Worker),
+    InProcess,
+}
+
+impl<'a> WorkerSlot<'a> {
+    fn new(exe: Option<&'a Path>) -> WorkerSlot<'a> {
+        exe.map_or(WorkerSlot::InProcess, WorkerSlot::NotStarted)
+    }
+
+    /// The running worker; `None` when this process is to render.
+    fn get(&mut self) -> Option<&mut crate::render_worker::Worker> {
+        if let WorkerSlot::NotStarted(exe) = *self {
+            *self = match crate::render_worker::Worker::start(exe) {
+                Ok(worker) => WorkerSlot::Running(worker),
+                Err(e) => {
+                    warn!(
+                        exe = %exe.display(),
+                        "Failed to start a render worker ({e}); rendering in the daemon's own process instead."
+                    );
+                    WorkerSlot::InProcess
+                }
+            };
+        }
+        match self {
+            WorkerSlot::Running(worker) => Some(worker),
+            _ => None,
+        }
+    }
+}
+
 fn render_one(
     renderer: &Renderer,
+    worker: &mut WorkerSlot<'_>,
     template: &Template,
     job: &JobConfig,
     item: Pending,
 ) -> Result<RenderedReport, PipelineError> {
     let Pending { key, name, to, mut data } = item;
     let charts = draw_charts(job, &mut data)?;
-    let pdf = renderer.render(template, &data, &charts).map_err(|source| PipelineError::Render {
-        job: job.name.clone(),
-        report: name.clone(),
-        source,
-    })?;
+    let failed = |source| PipelineError::Render { job: job.name.clone(), report: name.clone(), source };
+    let pdf = match worker.get() {
+        None => renderer.render(template, &data, &charts).map_err(failed)?,
+        Some(worker) => match worker.render(template, &data, &charts) {
+            crate::render_worker::Rendered::Pdf(pdf) => pdf,
+            crate::render_worker::Rendered::Failed(source) => return Err(failed(source)),
+            crate::render_worker::Rendered::Panicked(message) => {
+                return Err(PipelineError::Panic { job: job.name.clone(), report: name.clone(), message });
+            }
+        },
+    };
     let json = serde_json::to_string_pretty(&data).expect("report data serializes");
     let file_name = report_file_name(&data.period.label, &name, &key);
     Ok(RenderedReport { recipient_key: key, recipient_name: name, to, file_name, pdf, data, json })
@@ -532,6 +581,11 @@ impl PipelineRunner {
         PipelineRunner { builder: self.builder.with_progress(progress), ..self }
     }
 
+    /// Lays out the PDFs in worker processes of `exe` ([`ReportBuilder::with_render_workers`]).
+    pub fn with_render_workers(self, exe: PathBuf) -> PipelineRunner {
+        PipelineRunner { builder: self.builder.with_render_workers(exe), ..self }
+    }
+
     /// Renders every report of `job` for `period`, then delivers each exactly once.
     pub async fn render_and_deliver(
         &self,
@@ -614,5 +668,17 @@ mod tests {
         let long = report_file_name("2026-11-01..2026-11-15", &"😀".repeat(100), "18446744073709551615");
         assert!(long.len() <= crate::text::MAX_FILE_NAME_BYTES, "{long}");
         assert!(long.ends_with("😀 (18446744073709551615).pdf"), "{long}");
+    }
+
+    #[test]
+    fn a_dead_render_worker_is_retried_and_a_broken_template_is_not() {
+        let render = |source| PipelineError::Render { job: "manager-weekly".into(), report: "Иван".into(), source };
+        let died = RenderError::Worker { template: "builtin:manager.typ".into(), message: "signal: 9".into() };
+        assert!(render(died).is_transient());
+        let broken =
+            RenderError::Template { template: "t.typ".into(), line: 3, column: 21, message: "unknown variable".into() };
+        assert!(!render(broken).is_transient());
+        let export = RenderError::Pdf { template: "t.typ".into(), message: "no pages".into() };
+        assert!(!render(export).is_transient());
     }
 }

@@ -10,7 +10,8 @@
 //!   `daemon_crash` (killed mid-send), `chat` (the Bitrix24 messenger and Telegram channels).
 //! - Alerts: `alerts` (the preview, the daemon sending Wednesday's pace alert once).
 //! - The daemon: `daemon` (schedule, catch-up, retries, shutdown, signals),
-//!   `daemon_faults` (over the real pipeline, CRM faults).
+//!   `daemon_faults` (over the real pipeline, CRM faults), `render_worker` (the daemon's PDFs
+//!   laid out in worker processes).
 //! - Operations: `install` (install script, systemd unit), `check`, `secrets`, `private`,
 //!   `bounds`, `docs`, `bench_smoke`, `architecture` (ARCHITECTURE.md against the imports),
 //!   `progress` (the bar on a terminal, the log lines without one).
@@ -37,6 +38,7 @@ mod install;
 mod private;
 mod progress;
 mod render;
+mod render_worker;
 mod reports;
 mod secrets;
 mod smtp;

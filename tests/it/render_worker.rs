@@ -1,0 +1,154 @@
+//! Rendering in worker processes (`salespulse render-worker`), as the daemon does: the same
+//! PDF as rendering in-process, a template error told with its line and column, a worker
+//! killed mid-job costing only its report, and the real daemon sending a job's scorecards
+//! with no worker left behind once the job is done.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use salespulse::chart::{self, Chart};
+use salespulse::config::ReportKind;
+use salespulse::kpi::ReportData;
+use salespulse::render::{RenderError, Renderer, Template};
+use salespulse::render_worker::{Rendered, Worker};
+
+use crate::support::bin::BIN;
+use crate::support::delivery::binary_config;
+use crate::support::fixtures;
+use crate::support::smtp::{SmtpOptions, TestSmtp};
+
+fn scorecard() -> (ReportData, Vec<Chart>) {
+    let mut data = fixtures::manager_report();
+    let charts = chart::manager_charts(&data).expect("manager charts");
+    chart::attach(&mut data, &charts);
+    (data, charts)
+}
+
+fn pdf(rendered: Rendered) -> Vec<u8> {
+    match rendered {
+        Rendered::Pdf(pdf) => pdf,
+        Rendered::Failed(e) => panic!("the worker failed: {e}"),
+        Rendered::Panicked(message) => panic!("the worker panicked: {message}"),
+    }
+}
+
+#[test]
+fn a_worker_renders_byte_for_byte_what_this_process_renders_and_a_template_error_keeps_its_position() {
+    let (data, charts) = scorecard();
+    let template = Template::builtin(ReportKind::Manager);
+    let here = Renderer::new().render(&template, &data, &charts).expect("renders in-process");
+
+    let mut worker = Worker::start(Path::new(BIN)).expect("the worker starts");
+    let first = pdf(worker.render(&template, &data, &charts));
+    assert_eq!(first, here, "the worker's PDF differs from the in-process one");
+    // The same worker, the next report: the same bytes again (its caches emptied between).
+    assert_eq!(pdf(worker.render(&template, &data, &charts)), here);
+
+    let broken = Template {
+        name: "/etc/salespulse/broken.typ".into(),
+        source: "#let data = json(\"/data.json\")\nHello\n#text(size: 9pt, data.no_such_key)\n".into(),
+    };
+    match worker.render(&broken, &data, &charts) {
+        Rendered::Failed(RenderError::Template { template, line, column, message }) => {
+            assert_eq!(template, "/etc/salespulse/broken.typ");
+            // Typst points at the missing field's name.
+            let column_of_key = "#text(size: 9pt, data.no_such_key)".find("no_such_key").unwrap() + 1;
+            assert_eq!((line, column), (3, column_of_key), "{message}");
+            assert!(message.contains("no_such_key"), "{message}");
+        }
+        Rendered::Failed(other) => panic!("not a template error: {other}"),
+        Rendered::Pdf(_) => panic!("a broken template rendered"),
+        Rendered::Panicked(message) => panic!("the worker panicked: {message}"),
+    }
+    // The worker lives on after a report's error.
+    assert_eq!(pdf(worker.render(&template, &data, &charts)), here);
+}
+
+#[test]
+fn a_worker_killed_mid_job_fails_only_the_report_it_had_and_the_next_one_gets_a_new_worker() {
+    let (data, charts) = scorecard();
+    let template = Template::builtin(ReportKind::Manager);
+    let mut worker = Worker::start(Path::new(BIN)).expect("the worker starts");
+    pdf(worker.render(&template, &data, &charts));
+
+    let pid = worker.pid().expect("a running worker");
+    let status = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+    match worker.render(&template, &data, &charts) {
+        Rendered::Failed(RenderError::Worker { template, message }) => {
+            assert_eq!(template, "builtin:manager.typ");
+            assert!(message.contains("signal: 9"), "{message}");
+        }
+        Rendered::Failed(other) => panic!("not a worker error: {other}"),
+        Rendered::Pdf(_) => panic!("a killed worker rendered"),
+        Rendered::Panicked(message) => panic!("a panic instead of a dead worker: {message}"),
+    }
+    let again = pdf(worker.render(&template, &data, &charts));
+    assert!(again.starts_with(b"%PDF"));
+    assert_ne!(worker.pid(), Some(pid), "the same process again");
+}
+
+#[test]
+fn a_worker_that_cannot_start_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let Err(e) = Worker::start(&dir.path().join("no-such-salespulse")) else { panic!("a missing binary started") };
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_daemon_renders_in_workers_and_none_is_left_once_the_job_is_sent() {
+    let smtp = TestSmtp::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = binary_config(&smtp, dir.path());
+    // Every minute: the slot of the minute the daemon starts in is caught up at once.
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("schedule = \"0 8 * * MON\"", "schedule = \"* * * * *\"");
+    assert!(text.contains("* * * * *"));
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("SALESPULSE_LOG", "info,salespulse::render_worker=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+
+    // The demo's eight managers, each their scorecard with its PDF.
+    let sent = smtp.wait_received(8, Duration::from_secs(120));
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(sent, "8 scorecards were not sent; the daemon logged:\n{}", logged());
+    for message in smtp.received().iter().take(8) {
+        assert!(message.text().contains("application/pdf"), "no PDF in:\n{}", message.text());
+    }
+    // The workers leave with the job: the daemon has no child process once it is done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !children(daemon.id()).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = children(daemon.id());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(left.is_empty(), "render workers left behind: {left:?}; the daemon logged:\n{}", logged());
+    let logged = logged();
+    assert!(logged.contains("Render worker started."), "no render worker was started:\n{logged}");
+    assert!(!logged.contains("Failed to start a render worker"), "{logged}");
+    assert!(!logged.contains("render worker failed"), "{logged}");
+}
