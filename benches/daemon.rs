@@ -166,6 +166,17 @@ fn main() -> anyhow::Result<()> {
         println!("after warm-up (runs {}..{n}):", WARM_UP + 1);
         println!("  RSS: {}", growth(&after.iter().map(|s| s.rss_kib).collect::<Vec<_>>()));
         println!("  anonymous: {}", growth(&after.iter().map(|s| s.anon_kib).collect::<Vec<_>>()));
+        let live: Vec<u64> = after.iter().filter_map(|s| s.heap_kib).collect();
+        if live.len() == after.len() {
+            // Live data that grows is a leak; anonymous memory that grows over flat live data
+            // is the heap's fragmentation.
+            let (first, last) = (live.first().copied().unwrap_or(0), live.last().copied().unwrap_or(0));
+            println!(
+                "  malloc in use: {first} KiB after run {} → {last} KiB after run {n}; {}",
+                WARM_UP + 1,
+                growth(&live)
+            );
+        }
         let fds = after.iter().map(|s| s.fds);
         let threads = after.iter().map(|s| s.threads);
         println!(

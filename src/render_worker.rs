@@ -15,6 +15,9 @@
 //! reads it (`/data.json`); an answer is two frames, a JSON [`Answer`] and the PDF (empty
 //! when the answer is an error). End of input: the worker exits 0.
 //!
+//! A worker ignores SIGTERM, SIGINT and SIGHUP: the daemon finishes the job in flight when
+//! it is stopped, and the worker goes when the daemon closes its input (or dies).
+//!
 //! A worker that cannot be started (the binary replaced by an upgrade, a sandbox without
 //! `execve`) does not stop the reports: the pipeline renders in its own process instead
 //! and says so in the log. A worker that dies on a report fails that report (the daemon
@@ -97,6 +100,7 @@ fn read_frame(input: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
 
 /// `salespulse render-worker`: answers requests from stdin until it closes.
 pub fn serve() -> std::io::Result<()> {
+    ignore_stop_signals();
     let renderer = Renderer::new();
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
@@ -127,6 +131,20 @@ pub fn serve() -> std::io::Result<()> {
         output.flush()?;
     }
     Ok(())
+}
+
+/// A worker stops when the daemon closes its input, not on a signal: `systemctl stop`
+/// sends SIGTERM to every process of the service and Ctrl-C on a terminal SIGINT to the
+/// whole process group, and the daemon then finishes the job in flight, which needs its
+/// workers. A daemon that dies closes the pipe, and the worker exits on the end of input.
+fn ignore_stop_signals() {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: SIG_IGN installs no handler; it only changes what the kernel does with
+        // the signal for this process.
+        unsafe {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+    }
 }
 
 /// A report's PDF, or why there is none.

@@ -89,6 +89,22 @@ fn a_worker_killed_mid_job_fails_only_the_report_it_had_and_the_next_one_gets_a_
 }
 
 #[test]
+fn a_worker_outlives_sigterm_so_a_stopping_daemon_can_finish_its_job() {
+    let (data, charts) = scorecard();
+    let template = Template::builtin(ReportKind::Manager);
+    let mut worker = Worker::start(Path::new(BIN)).expect("the worker starts");
+    pdf(worker.render(&template, &data, &charts));
+    let pid = worker.pid().expect("a running worker");
+    for signal in ["-TERM", "-INT", "-HUP"] {
+        let status = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
+        assert!(status.success());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(pdf(worker.render(&template, &data, &charts)).starts_with(b"%PDF"));
+    assert_eq!(worker.pid(), Some(pid), "the worker was restarted: the signals killed it");
+}
+
+#[test]
 fn a_worker_that_cannot_start_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let Err(e) = Worker::start(&dir.path().join("no-such-salespulse")) else { panic!("a missing binary started") };
