@@ -118,6 +118,10 @@ pub fn main() -> ExitCode {
     // Every writer sets 0600 / 0700 itself (`private_fs`); the umask is the second line of
     // defence, for whatever a library might create on its own.
     crate::private_fs::restrict_umask();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "render-worker") {
+        // Before anything else: a `systemctl stop` while a worker starts must not kill it.
+        crate::render_worker::ignore_stop_signals();
+    }
     let cli = Cli::parse();
     if matches!(cli.command, Command::Run) {
         // Before the runtime's threads exist: the daemon's malloc keeps two arenas.
@@ -241,8 +245,10 @@ async fn dispatch(cli: Cli, progress: Progress) -> Result<ExitCode, Failure> {
             require_secrets(&config, true, true)?;
             let mut runner = PipelineRunner::new(Arc::clone(&config))?.with_progress(progress);
             // PDFs are laid out in worker processes of this binary, so that Typst's caches
-            // leave with them after each job (`render_worker`).
-            match std::env::current_exe() {
+            // leave with them after each job (`render_worker`). `/proc/self/exe` runs the
+            // file this daemon runs, even after an upgrade replaced it at its path.
+            let own = PathBuf::from("/proc/self/exe");
+            match if own.exists() { Ok(own) } else { std::env::current_exe() } {
                 Ok(exe) => runner = runner.with_render_workers(exe),
                 Err(e) => tracing::warn!("Failed to find the salespulse binary ({e}); rendering in this process."),
             }

@@ -31,7 +31,7 @@
 //!
 //! Transient job failures (the CRM down, an SMTP outage) are retried with `[daemon]`
 //! backoff; a job error is transient when its chain holds a transient `CrmError` or
-//! `MailError` (looked at through a `PipelineError`). Each attempt is recorded on the run
+//! `MailError` (looked at through a `PipelineError`), or a render worker that was killed. Each attempt is recorded on the run
 //! (`status` shows it). An outage that outlasts those retries gets a second chance every
 //! hour ([`RunOptions::retry_every`]): rows that failed transiently are sent again and a
 //! failed run is run again, until the job's next slot (or `catch_up_hours` after the slot,

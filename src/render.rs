@@ -50,9 +50,10 @@ pub enum RenderError {
     #[error("failed to export PDF from template {template} ({message})")]
     Pdf { template: String, message: String },
     /// The render worker process (`render_worker`) failed: it could not be started, it
-    /// died, or it panicked on this report.
+    /// died, or it answered out of step. `killed`: it was killed (SIGKILL: the kernel's
+    /// out-of-memory killer, an admin), which another attempt may not meet.
     #[error("the render worker failed on template {template} ({message})")]
-    Worker { template: String, message: String },
+    Worker { template: String, message: String, killed: bool },
 }
 
 /// A report template: its Typst source and a name for error messages.

@@ -18,12 +18,16 @@
 //! A worker ignores SIGTERM, SIGINT and SIGHUP: the daemon finishes the job in flight when
 //! it is stopped, and the worker goes when the daemon closes its input (or dies).
 //!
-//! A worker that cannot be started (the binary replaced by an upgrade, a sandbox without
-//! `execve`) does not stop the reports: the pipeline renders in its own process instead
-//! and says so in the log. A worker that dies on a report fails that report (the daemon
-//! retries the job), and the next report gets a new worker.
+//! A worker that cannot be started (a sandbox without `execve`) does not stop the reports:
+//! the pipeline renders in its own process instead and says so in the log. A worker that
+//! dies on a report, or answers out of step (each answer echoes its request's id), fails
+//! that report, and so the job's attempt (nothing of it is sent); the daemon retries the
+//! job when the worker was killed (the out-of-memory killer), not when it crashed on its
+//! own. The next report gets a new worker. The daemon starts its workers from
+//! `/proc/self/exe`: the file it runs, even once an upgrade has replaced the binary.
 
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
@@ -40,6 +44,8 @@ const MAX_FRAME: u64 = 1 << 30;
 /// What to render, besides the data.
 #[derive(Serialize, Deserialize)]
 struct Request {
+    /// Echoed in the answer: a worker out of step is found, never trusted.
+    id: u64,
     template_name: String,
     template_source: String,
     generated_at: String,
@@ -51,6 +57,13 @@ struct WireChart {
     name: String,
     path: String,
     svg: String,
+}
+
+/// The answer to request `id`.
+#[derive(Serialize, Deserialize)]
+struct AnswerHead {
+    id: u64,
+    answer: Answer,
 }
 
 /// How a request went.
@@ -125,7 +138,7 @@ pub fn serve() -> std::io::Result<()> {
             Ok(Err(e)) => (Answer::ExportError { template: template.name.clone(), message: e.to_string() }, Vec::new()),
             Err(payload) => (Answer::Panicked { message: crate::text::panic_message(&*payload) }, Vec::new()),
         };
-        let head = serde_json::to_vec(&answer).expect("an answer serializes");
+        let head = serde_json::to_vec(&AnswerHead { id: request.id, answer }).expect("an answer serializes");
         write_frame(&mut output, &head)?;
         write_frame(&mut output, &pdf)?;
         output.flush()?;
@@ -137,7 +150,7 @@ pub fn serve() -> std::io::Result<()> {
 /// sends SIGTERM to every process of the service and Ctrl-C on a terminal SIGINT to the
 /// whole process group, and the daemon then finishes the job in flight, which needs its
 /// workers. A daemon that dies closes the pipe, and the worker exits on the end of input.
-fn ignore_stop_signals() {
+pub fn ignore_stop_signals() {
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: SIG_IGN installs no handler; it only changes what the kernel does with
         // the signal for this process.
@@ -160,18 +173,22 @@ pub enum Rendered {
 pub struct Worker {
     exe: PathBuf,
     process: Option<Running>,
+    next_id: u64,
 }
 
 struct Running {
     child: Child,
     input: BufWriter<ChildStdin>,
     output: BufReader<ChildStdout>,
+    /// A request was written and its answer not read (the caller unwound between): the
+    /// worker is out of step and is not used again.
+    pending: bool,
 }
 
 impl Worker {
     /// Starts `exe render-worker`.
     pub fn start(exe: &Path) -> std::io::Result<Worker> {
-        let mut worker = Worker { exe: exe.to_path_buf(), process: None };
+        let mut worker = Worker { exe: exe.to_path_buf(), process: None, next_id: 0 };
         worker.process = Some(worker.spawn()?);
         Ok(worker)
     }
@@ -183,6 +200,8 @@ impl Worker {
 
     fn spawn(&self) -> std::io::Result<Running> {
         let mut child = Command::new(&self.exe)
+            // `ps` shows `salespulse render-worker`, also when started as `/proc/self/exe`.
+            .arg0("salespulse")
             .arg("render-worker")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -194,7 +213,7 @@ impl Worker {
             let _ = child.wait();
             return Err(std::io::Error::other("no pipes to the render worker"));
         };
-        Ok(Running { child, input: BufWriter::new(input), output: BufReader::new(output) })
+        Ok(Running { child, input: BufWriter::new(input), output: BufReader::new(output), pending: false })
     }
 
     /// Renders one report in the worker. A worker that died before (on the report before)
@@ -204,30 +223,47 @@ impl Worker {
             Ok(json) => json,
             Err(e) => return Rendered::Failed(e),
         };
+        if json.len() as u64 > MAX_FRAME {
+            let message = format!("the report data is {} bytes, more than a worker takes ({MAX_FRAME})", json.len());
+            return Rendered::Failed(worker_error(template, message, false));
+        }
+        if self.process.as_ref().is_some_and(|running| running.pending) {
+            self.stop();
+        }
         if self.process.is_none() {
             match self.spawn() {
                 Ok(running) => self.process = Some(running),
-                Err(e) => return Rendered::Failed(worker_error(template, format!("failed to start it again ({e})"))),
+                Err(e) => {
+                    return Rendered::Failed(worker_error(template, format!("failed to start it again ({e})"), false));
+                }
             }
         }
         let running = self.process.as_mut().expect("started above");
-        match exchange(running, template, &json, charts, &data.generated_at) {
+        self.next_id += 1;
+        match exchange(running, self.next_id, template, &json, charts, &data.generated_at) {
             Ok(rendered) => rendered,
             Err(e) => {
                 // The worker is gone or out of step: this report fails, the next one gets
                 // a new worker.
-                let mut running = self.process.take().expect("started above");
-                let _ = running.child.kill();
-                let status = running.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                Rendered::Failed(worker_error(template, format!("{e}; the worker process ended: {status}")))
+                let status = self.stop();
+                let killed = status.is_some_and(|s| s.signal() == Some(libc::SIGKILL));
+                let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+                Rendered::Failed(worker_error(template, format!("{e}; the worker process ended: {status}"), killed))
             }
         }
+    }
+
+    /// Kills the worker process, if there is one, and reaps it: how it ended.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut running = self.process.take()?;
+        let _ = running.child.kill();
+        running.child.wait().ok()
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(Running { mut child, input, output }) = self.process.take() {
+        if let Some(Running { mut child, input, output, .. }) = self.process.take() {
             // End of input: the worker exits.
             drop(input);
             drop(output);
@@ -236,18 +272,20 @@ impl Drop for Worker {
     }
 }
 
-fn worker_error(template: &Template, message: String) -> RenderError {
-    RenderError::Worker { template: template.name.clone(), message }
+fn worker_error(template: &Template, message: String, killed: bool) -> RenderError {
+    RenderError::Worker { template: template.name.clone(), message, killed }
 }
 
 fn exchange(
     running: &mut Running,
+    id: u64,
     template: &Template,
     json: &[u8],
     charts: &[Chart],
     generated_at: &str,
 ) -> std::io::Result<Rendered> {
     let request = Request {
+        id,
         template_name: template.name.clone(),
         template_source: template.source.clone(),
         generated_at: generated_at.to_owned(),
@@ -256,15 +294,21 @@ fn exchange(
             .map(|c| WireChart { name: c.name.clone(), path: c.path.clone(), svg: c.svg.clone() })
             .collect(),
     };
+    running.pending = true;
     write_frame(&mut running.input, &serde_json::to_vec(&request).expect("a request serializes"))?;
     write_frame(&mut running.input, json)?;
     running.input.flush()?;
     let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no answer from the render worker");
     let head = read_frame(&mut running.output)?.ok_or_else(eof)?;
     let pdf = read_frame(&mut running.output)?.ok_or_else(eof)?;
-    let answer: Answer = serde_json::from_slice(&head)
+    let head: AnswerHead = serde_json::from_slice(&head)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("a garbled answer ({e})")))?;
-    Ok(match answer {
+    if head.id != id {
+        let message = format!("request {id} got the answer to request {}", head.id);
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
+    }
+    running.pending = false;
+    Ok(match head.answer {
         Answer::Done => Rendered::Pdf(pdf),
         Answer::TemplateError { template, line, column, message } => {
             Rendered::Failed(RenderError::Template { template, line, column, message })

@@ -78,12 +78,13 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    /// Only CRM faults and a render worker that failed (killed by the OOM killer, say) are
-    /// worth a retry: a template or data error stays until someone acts.
+    /// Only CRM faults and a render worker that was killed (by the out-of-memory killer,
+    /// say) are worth a retry: a template or data error, or a worker that crashed on its own,
+    /// stays until someone acts.
     pub fn is_transient(&self) -> bool {
         match self {
             PipelineError::Crm(e) => e.is_transient(),
-            PipelineError::Render { source: RenderError::Worker { .. }, .. } => true,
+            PipelineError::Render { source: RenderError::Worker { killed, .. }, .. } => *killed,
             _ => false,
         }
     }
@@ -671,10 +672,15 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_render_worker_is_retried_and_a_broken_template_is_not() {
+    fn a_killed_render_worker_is_retried_and_a_crashed_one_or_a_broken_template_is_not() {
         let render = |source| PipelineError::Render { job: "manager-weekly".into(), report: "Иван".into(), source };
-        let died = RenderError::Worker { template: "builtin:manager.typ".into(), message: "signal: 9".into() };
-        assert!(render(died).is_transient());
+        let worker = |killed| RenderError::Worker {
+            template: "builtin:manager.typ".into(),
+            message: "the worker process ended".into(),
+            killed,
+        };
+        assert!(render(worker(true)).is_transient());
+        assert!(!render(worker(false)).is_transient(), "a worker that crashed on its own would crash again");
         let broken =
             RenderError::Template { template: "t.typ".into(), line: 3, column: 21, message: "unknown variable".into() };
         assert!(!render(broken).is_transient());

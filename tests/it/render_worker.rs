@@ -1,19 +1,22 @@
 //! Rendering in worker processes (`salespulse render-worker`), as the daemon does: the same
 //! PDF as rendering in-process, a template error told with its line and column, a worker
-//! killed mid-job costing only its report, and the real daemon sending a job's scorecards
-//! with no worker left behind once the job is done.
+//! killed mid-job costing only its report (retried by the daemon), stop signals ignored, a
+//! worker that cannot start meaning in-process rendering, and the real daemon sending a
+//! job's scorecards with no worker left behind once the job is done.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use salespulse::chart::{self, Chart};
-use salespulse::config::ReportKind;
+use salespulse::config::{Config, ReportKind};
 use salespulse::kpi::ReportData;
+use salespulse::pipeline::{RenderRequest, ReportBuilder};
 use salespulse::render::{RenderError, Renderer, Template};
 use salespulse::render_worker::{Rendered, Worker};
 
 use crate::support::bin::BIN;
-use crate::support::delivery::binary_config;
+use crate::support::delivery::{binary_config, week47, weekly};
 use crate::support::fixtures;
 use crate::support::smtp::{SmtpOptions, TestSmtp};
 
@@ -75,9 +78,10 @@ fn a_worker_killed_mid_job_fails_only_the_report_it_had_and_the_next_one_gets_a_
     let status = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
     assert!(status.success());
     match worker.render(&template, &data, &charts) {
-        Rendered::Failed(RenderError::Worker { template, message }) => {
+        Rendered::Failed(RenderError::Worker { template, message, killed }) => {
             assert_eq!(template, "builtin:manager.typ");
             assert!(message.contains("signal: 9"), "{message}");
+            assert!(killed, "a SIGKILL is what the daemon retries: {message}");
         }
         Rendered::Failed(other) => panic!("not a worker error: {other}"),
         Rendered::Pdf(_) => panic!("a killed worker rendered"),
@@ -109,6 +113,39 @@ fn a_worker_that_cannot_start_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let Err(e) = Worker::start(&dir.path().join("no-such-salespulse")) else { panic!("a missing binary started") };
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_cannot_start_a_worker_renders_in_its_own_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded();
+    config.state_dir = dir.path().join("state");
+    let config = Arc::new(config);
+    let job = weekly(&config);
+    let period = week47();
+    let slot = period.end();
+    let request = RenderRequest::default();
+    let here = ReportBuilder::new(config.clone()).render_job(&job, &period, slot, &request).await.unwrap();
+    let fallback = ReportBuilder::new(config.clone())
+        .with_render_workers(dir.path().join("no-such-salespulse"))
+        .render_job(&job, &period, slot, &request)
+        .await
+        .expect("rendered in-process when no worker starts");
+    assert_eq!(fallback.len(), here.len());
+    assert!(!here.is_empty());
+    for (a, b) in fallback.iter().zip(&here) {
+        assert_eq!(a.recipient_key, b.recipient_key);
+        assert!(a.pdf == b.pdf, "{}'s PDF differs", a.recipient_key);
+    }
+    // And with the real binary's workers: the same PDFs again.
+    let workers = ReportBuilder::new(config)
+        .with_render_workers(BIN.into())
+        .render_job(&job, &period, slot, &request)
+        .await
+        .expect("rendered in workers");
+    for (a, b) in workers.iter().zip(&here) {
+        assert!(a.pdf == b.pdf, "{}'s PDF from a worker differs", a.recipient_key);
+    }
 }
 
 /// The processes whose parent is `pid`.
