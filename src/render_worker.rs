@@ -203,6 +203,10 @@ impl Worker {
             // `ps` shows `salespulse render-worker`, also when started as `/proc/self/exe`.
             .arg0("salespulse")
             .arg("render-worker")
+            // A worker needs no secret: of the daemon's environment it gets only what
+            // shapes logging, the allocator and the process ([`passed_on`]).
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(name, _)| passed_on(name)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -270,6 +274,16 @@ impl Drop for Worker {
             let _ = child.wait();
         }
     }
+}
+
+/// The environment variables a worker inherits: logging (`SALESPULSE_LOG`, the journal's
+/// `JOURNAL_STREAM`, Rust's backtraces), the allocator (`MALLOC_*`), the dynamic loader
+/// (`LD_*`: a preloaded library such as libfaketime) and the locale and time zone. Not
+/// the rest: a webhook URL or a password given through `*_env` stays in the daemon.
+fn passed_on(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else { return false };
+    matches!(name, "SALESPULSE_LOG" | "JOURNAL_STREAM" | "RUST_BACKTRACE" | "RUST_LIB_BACKTRACE" | "TZ" | "LANG")
+        || ["MALLOC_", "LD_", "LC_", "FAKETIME"].iter().any(|prefix| name.starts_with(prefix))
 }
 
 fn worker_error(template: &Template, message: String, killed: bool) -> RenderError {

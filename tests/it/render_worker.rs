@@ -109,6 +109,22 @@ fn a_worker_outlives_sigterm_so_a_stopping_daemon_can_finish_its_job() {
 }
 
 #[test]
+fn a_worker_inherits_no_more_of_the_environment_than_logging_and_the_loader_need() {
+    // cargo sets these for the test process; a secret given through `*_env` is one more.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some(), "run under cargo test");
+    let worker = Worker::start(Path::new(BIN)).expect("the worker starts");
+    let pid = worker.pid().expect("a running worker");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).split('=').next().unwrap_or("").to_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("CARGO")), "{names:?}");
+    assert!(!names.iter().any(|n| n == "PATH" || n == "HOME"), "{names:?}");
+}
+
+#[test]
 fn a_worker_that_cannot_start_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let Err(e) = Worker::start(&dir.path().join("no-such-salespulse")) else { panic!("a missing binary started") };
