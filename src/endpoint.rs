@@ -1,7 +1,8 @@
 //! Where salespulse may connect: the one check of the incoming webhook URL, used by the
 //! config when it loads a webhook (inline, or read later from a file, the environment or a
 //! systemd credential) and by the Bitrix24 client when it is built, and the loopback rule
-//! both it and the SMTP settings (`tls = "none"`) follow.
+//! both it and the SMTP settings (`tls = "none"`) follow; and how a failed HTTP send is
+//! worded (`send_failure`), the same for every server salespulse talks to.
 //!
 //! A leaf module (it uses nothing of the crate) so that `config` can use it without
 //! depending on `crm`, which depends on `config`.
@@ -60,6 +61,19 @@ pub fn webhook_url(url: &str) -> Result<WebhookUrl, String> {
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What went wrong on the way to a server, in the words every HTTP client of salespulse
+/// uses (the Bitrix24 transport, the Telegram bot): `timed out`, `could not connect`,
+/// `connection failed`. The error itself follows it in the message.
+pub fn send_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "connection failed"
+    }
 }
 
 #[cfg(test)]

@@ -111,9 +111,9 @@ fn read_frame(input: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
-/// `salespulse render-worker`: answers requests from stdin until it closes.
+/// `salespulse render-worker`: answers requests from stdin until it closes. The command
+/// line has ignored the stop signals before this ([`ignore_stop_signals`]).
 pub fn serve() -> std::io::Result<()> {
-    ignore_stop_signals();
     let renderer = Renderer::new();
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());

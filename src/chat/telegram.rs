@@ -140,14 +140,7 @@ impl TelegramBot {
         };
         let response = request.send().await.map_err(|e| {
             let e = e.without_url();
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "connection failed"
-            };
-            Failure::Transient(format!("{method}: {what} to {}: {e}", self.api_url))
+            Failure::Transient(format!("{method}: {} to {}: {e}", crate::endpoint::send_failure(&e), self.api_url))
         })?;
         let status = response.status();
         let bytes = response

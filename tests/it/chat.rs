@@ -502,13 +502,20 @@ fn with_alert(mut config: Config, channels: &[Channel]) -> Config {
     config
 }
 
-#[tokio::test]
-async fn an_alert_goes_by_email_and_into_each_managers_own_dialog_once_and_a_missing_scope_fails_only_the_chat() {
-    use salespulse::alert::deliver as alerts;
-    let slot = moscow(2026, 11, 25, 12);
-    let period = "2026-11-25T12:00+03:00";
+/// A portal with `scopes`, the SMTP test server, and an alert to send by e-mail and into the
+/// Bitrix24 messenger, with its ledger.
+struct AlertSetup {
+    smtp: TestSmtp,
+    emulator: Emulator,
+    state: tempfile::TempDir,
+    config: Config,
+    store: Store,
+    mailer: salespulse::mail::SmtpMailer,
+}
+
+async fn alert_setup(scopes: &[&str]) -> AlertSetup {
     let smtp = TestSmtp::start(SmtpOptions::default());
-    let emulator = portal(&ALL_SCOPES, 100 << 20).await;
+    let emulator = portal(scopes, 100 << 20).await;
     let state = tempfile::tempdir().unwrap();
     let config = with_alert(
         chat_config(&smtp, state.path(), &emulator, &[Channel::Email]),
@@ -516,6 +523,15 @@ async fn an_alert_goes_by_email_and_into_each_managers_own_dialog_once_and_a_mis
     );
     let store = Store::open(state.path()).unwrap();
     let mailer = smtp.mailer_for(&config.mail);
+    AlertSetup { smtp, emulator, state, config, store, mailer }
+}
+
+#[tokio::test]
+async fn an_alert_goes_by_email_and_into_each_managers_own_dialog_once_and_a_missing_scope_fails_only_the_chat() {
+    use salespulse::alert::deliver as alerts;
+    let slot = moscow(2026, 11, 25, 12);
+    let period = "2026-11-25T12:00+03:00";
+    let AlertSetup { smtp, emulator, state: _state, config, store, mailer } = alert_setup(&ALL_SCOPES).await;
 
     let done = alerts::deliver(&store, &mailer, &config, "quiet", period, slot, &alert_messages()).await.unwrap();
     assert_eq!((done.sent, done.failed.len()), (4 + 3, 0), "{done:?}");
@@ -536,15 +552,8 @@ async fn an_alert_goes_by_email_and_into_each_managers_own_dialog_once_and_a_mis
     emulator.shutdown().await;
 
     // Without the scope `im`: the chat rows fail, the e-mails go.
-    let smtp = TestSmtp::start(SmtpOptions::default());
-    let emulator = portal(&["crm", "user", "department"], 100 << 20).await;
-    let state = tempfile::tempdir().unwrap();
-    let config = with_alert(
-        chat_config(&smtp, state.path(), &emulator, &[Channel::Email]),
-        &[Channel::Email, Channel::Bitrix24],
-    );
-    let store = Store::open(state.path()).unwrap();
-    let mailer = smtp.mailer_for(&config.mail);
+    let AlertSetup { smtp, emulator, state: _state, config, store, mailer } =
+        alert_setup(&["crm", "user", "department"]).await;
     let done = alerts::deliver(&store, &mailer, &config, "quiet", period, slot, &alert_messages()).await.unwrap();
     assert_eq!((done.sent, done.failed.len()), (4, 3), "{done:?}");
     assert!(done.failed.iter().all(|(_, reason)| reason.contains("bitrix24")), "{:?}", done.failed);

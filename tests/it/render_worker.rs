@@ -27,6 +27,19 @@ fn scorecard() -> (ReportData, Vec<Chart>) {
     (data, charts)
 }
 
+/// A worker of the real binary that has rendered one report, and its process id.
+fn warm_worker(template: &Template, data: &ReportData, charts: &[Chart]) -> (Worker, u32) {
+    let mut worker = Worker::start(Path::new(BIN)).expect("the worker starts");
+    pdf(worker.render(template, data, charts));
+    let pid = worker.pid().expect("a running worker");
+    (worker, pid)
+}
+
+fn kill(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
+
 fn pdf(rendered: Rendered) -> Vec<u8> {
     match rendered {
         Rendered::Pdf(pdf) => pdf,
@@ -65,18 +78,27 @@ fn a_worker_renders_byte_for_byte_what_this_process_renders_and_a_template_error
     }
     // The worker lives on after a report's error.
     assert_eq!(pdf(worker.render(&template, &data, &charts)), here);
+
+    // CRM strings that look like Typst, JSON or a frame stay data across the pipe.
+    let mut hostile = data.clone();
+    // (Control characters never get this far: the wire strips them.)
+    let name = "#set page(width: 1pt) \\\" ] } {\"id\": 1} Bcc: x@evil.example 😀😀😀";
+    if let Some(manager) = hostile.manager.as_mut() {
+        manager.name = name.into();
+    }
+    for deal in &mut hostile.stuck_deals {
+        deal.title = format!("{name} {}", "\u{202E}".repeat(3));
+    }
+    let here = Renderer::new().render(&template, &hostile, &charts).expect("renders in-process");
+    assert_eq!(pdf(worker.render(&template, &hostile, &charts)), here);
 }
 
 #[test]
 fn a_worker_killed_mid_job_fails_only_the_report_it_had_and_the_next_one_gets_a_new_worker() {
     let (data, charts) = scorecard();
     let template = Template::builtin(ReportKind::Manager);
-    let mut worker = Worker::start(Path::new(BIN)).expect("the worker starts");
-    pdf(worker.render(&template, &data, &charts));
-
-    let pid = worker.pid().expect("a running worker");
-    let status = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
-    assert!(status.success());
+    let (mut worker, pid) = warm_worker(&template, &data, &charts);
+    kill(pid, "-KILL");
     match worker.render(&template, &data, &charts) {
         Rendered::Failed(RenderError::Worker { template, message, killed }) => {
             assert_eq!(template, "builtin:manager.typ");
@@ -96,12 +118,9 @@ fn a_worker_killed_mid_job_fails_only_the_report_it_had_and_the_next_one_gets_a_
 fn a_worker_outlives_sigterm_so_a_stopping_daemon_can_finish_its_job() {
     let (data, charts) = scorecard();
     let template = Template::builtin(ReportKind::Manager);
-    let mut worker = Worker::start(Path::new(BIN)).expect("the worker starts");
-    pdf(worker.render(&template, &data, &charts));
-    let pid = worker.pid().expect("a running worker");
+    let (mut worker, pid) = warm_worker(&template, &data, &charts);
     for signal in ["-TERM", "-INT", "-HUP"] {
-        let status = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
-        assert!(status.success());
+        kill(pid, signal);
     }
     std::thread::sleep(Duration::from_millis(200));
     assert!(pdf(worker.render(&template, &data, &charts)).starts_with(b"%PDF"));

@@ -280,14 +280,7 @@ impl Transport {
         let url = self.base.join(method).map_err(|e| permanent(format!("bad method name: {e}")))?;
         let response = self.http.post(url).json(params).send().await.map_err(|e| {
             let e = e.without_url();
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "connection failed"
-            };
-            transient(format!("{what} to {}: {e}", self.redacted))
+            transient(format!("{} to {}: {e}", crate::endpoint::send_failure(&e), self.redacted))
         })?;
         let status = response.status();
         let location = response.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
